@@ -1,0 +1,37 @@
+// swift-tools-version:6.1
+// longheads: long-document reading for small RoPE language models on CPU.
+// Targets depend one way: GGUF ← Tokenization; CKernels ← Kernels ← Model ← Generation ← CLI.
+import PackageDescription
+
+let package = Package(
+    name: "longheads",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "longheads", targets: ["longheads"]),
+        .library(name: "LongHeadsEngine", targets: ["GGUF", "Tokenization", "Kernels", "Model", "Generation"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Plain C with per-function target attributes: AVX2 / AVX-512 VNNI paths are chosen at run time.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        .target(name: "GGUF"),
+        .target(name: "Tokenization", dependencies: ["GGUF"]),
+        .target(name: "Kernels", dependencies: ["CKernels"]),
+        .target(name: "Model", dependencies: ["GGUF", "Kernels"]),
+        .target(name: "Generation", dependencies: ["Model", "Tokenization"]),
+        .target(name: "ModelCache"),
+        .executableTarget(
+            name: "longheads",
+            dependencies: [
+                "GGUF", "Tokenization", "Model", "Generation", "ModelCache",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Generation", "GGUF", "Tokenization"]),
+        .testTarget(name: "CLITests", dependencies: ["longheads"]),
+    ]
+)
