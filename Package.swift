@@ -3,6 +3,9 @@
 // Targets depend one way: GGUF ← Tokenization; CKernels ← Kernels ← Model ← Generation ← CLI.
 import PackageDescription
 
+/// Hot code is optimized even in debug builds, so that `swift test` runs the real model at usable speed.
+let optimized: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "longheads",
     platforms: [.macOS(.v14)],
@@ -17,10 +20,10 @@ let package = Package(
         // Plain C with per-function target attributes: AVX2 / AVX-512 VNNI paths are chosen at run time.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         .target(name: "GGUF"),
-        .target(name: "Tokenization", dependencies: ["GGUF"]),
-        .target(name: "Kernels", dependencies: ["CKernels"]),
-        .target(name: "Model", dependencies: ["GGUF", "Kernels"]),
-        .target(name: "Generation", dependencies: ["Model", "Tokenization"]),
+        .target(name: "Tokenization", dependencies: ["GGUF"], swiftSettings: optimized),
+        .target(name: "Kernels", dependencies: ["CKernels"], swiftSettings: optimized),
+        .target(name: "Model", dependencies: ["GGUF", "Kernels", "CKernels"], swiftSettings: optimized),
+        .target(name: "Generation", dependencies: ["Model", "Tokenization"], swiftSettings: optimized),
         .target(name: "ModelCache"),
         .executableTarget(
             name: "longheads",
@@ -28,10 +31,13 @@ let package = Package(
                 "GGUF", "Tokenization", "Model", "Generation", "ModelCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Tiny generated GGUF models and a plain-float reference forward pass, shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Generation", "GGUF", "Tokenization"]),
-        .testTarget(name: "CLITests", dependencies: ["longheads"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache"], resources: [.copy("Fixtures")]),
     ]
 )

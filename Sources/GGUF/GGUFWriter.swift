@@ -21,6 +21,13 @@ public struct GGUFWriter {
         tensorList.append((name, dims, type, data))
     }
 
+    /// Replaces the data, shape and type of the tensor called `name` (keeping its place in the file).
+    public mutating func replaceTensor(_ name: String, dims: [Int], type: TensorType, data: [UInt8]) {
+        precondition(type.byteCount(elements: dims.reduce(1, *)) == data.count, "tensor \(name): size mismatch")
+        guard let i = tensorList.firstIndex(where: { $0.name == name }) else { preconditionFailure("no tensor \(name)") }
+        tensorList[i] = (name, dims, type, data)
+    }
+
     /// Adds an F32 tensor.
     public mutating func addTensor(_ name: String, dims: [Int], floats: [Float]) {
         var bytes = [UInt8](repeating: 0, count: floats.count * 4)

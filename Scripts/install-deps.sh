@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the system packages longheads needs on Debian (run as root, or with sudo available).
+set -euo pipefail
+need=()
+dpkg -s liblz4-dev >/dev/null 2>&1 || need+=(liblz4-dev)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "installing: ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

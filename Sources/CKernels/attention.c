@@ -1,0 +1,166 @@
+// Online-softmax attention update (see include/lh_attention.h for the layouts).
+#include "lh_attention.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// ---------------------------------------------------------------- reference
+
+void lh_attn_update_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                        const float *Kt, const float *V, int32_t ldv, int32_t n, const int32_t *limit,
+                        float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+    for (int32_t qi = 0; qi < nq; qi++) {
+        const float *qv = q + (int64_t)qi * ldq;
+        float *a = acc + (int64_t)qi * lda;
+        int32_t end = limit ? (limit[qi] < n ? limit[qi] : n) : n;
+        for (int32_t j = 0; j < end; j++) {
+            const float *t = Kt + (int64_t)(j / 16) * 16 * D + j % 16;
+            float s = 0;
+            for (int32_t d = 0; d < D; d++) s += qv[d] * t[d * 16];
+            s *= scale;
+            lh_softmax_state *st = &state[qi];
+            if (s > st->m) {
+                float c = expf(st->m - s);  // exp(-inf) = 0 on the first key
+                st->l *= c;
+                for (int32_t d = 0; d < D; d++) a[d] *= c;
+                st->m = s;
+            }
+            float p = expf(s - st->m);
+            st->l += p;
+            const float *v = V + (int64_t)j * ldv;
+            for (int32_t d = 0; d < D; d++) a[d] += p * v[d];
+        }
+    }
+}
+
+// ---------------------------------------------------------------- AVX-512
+
+#if defined(__x86_64__)
+#define LH_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma")))
+
+// exp(x) for x ≤ 0 (scores minus their max), Cephes-style: 2^n · p(r), r = x - n·ln2, |r| ≤ ln2/2.
+// Relative error ~2e-7; inputs below -87 flush to 0.
+LH_AVX512 static inline __m512 exp512(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f);
+    __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_max_ps(x, lo);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    return _mm512_mask_mov_ps(y, tiny, _mm512_setzero_ps());
+}
+
+// Up to 4 queries at once: each K tile row and V row loaded once serves all of them.
+LH_AVX512 static void attn_update_avx512(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                                         const float *Kt, const float *V, int32_t ldv, int32_t n,
+                                         const int32_t *limit, float scale, lh_softmax_state *state,
+                                         float *acc, int32_t lda) {
+    for (int32_t q0 = 0; q0 < nq; q0 += 4) {
+        const int32_t g = nq - q0 < 4 ? nq - q0 : 4;
+        int32_t end[4];
+        int32_t maxEnd = 0;
+        for (int32_t i = 0; i < g; i++) {
+            end[i] = limit ? (limit[q0 + i] < n ? limit[q0 + i] : n) : n;
+            if (end[i] > maxEnd) maxEnd = end[i];
+        }
+        const float *qs[4];
+        float *as[4];
+        for (int32_t i = 0; i < g; i++) {
+            qs[i] = q + (int64_t)(q0 + i) * ldq;
+            as[i] = acc + (int64_t)(q0 + i) * lda;
+        }
+        const __m512 vscale = _mm512_set1_ps(scale);
+        for (int32_t t0 = 0; t0 < maxEnd; t0 += 16) {
+            const float *T = Kt + (int64_t)(t0 / 16) * 16 * D;
+            __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int32_t d = 0; d < D; d++) {
+                __m512 kv = _mm512_loadu_ps(T + d * 16);
+                for (int32_t i = 0; i < g; i++) s[i] = _mm512_fmadd_ps(_mm512_set1_ps(qs[i][d]), kv, s[i]);
+            }
+            float p[4][16] __attribute__((aligned(64)));
+            int32_t cnt[4];
+            for (int32_t i = 0; i < g; i++) {
+                int32_t c = end[i] - t0;
+                c = c < 0 ? 0 : (c > 16 ? 16 : c);
+                cnt[i] = c;
+                if (c == 0) continue;
+                __mmask16 valid = (__mmask16)((1u << c) - 1u);
+                __m512 si = _mm512_mul_ps(s[i], vscale);
+                float mt = _mm512_mask_reduce_max_ps(valid, si);
+                lh_softmax_state *st = &state[q0 + i];
+                if (mt > st->m) {
+                    float cf = expf(st->m - mt);
+                    st->l *= cf;
+                    __m512 vc = _mm512_set1_ps(cf);
+                    for (int32_t d = 0; d < D; d += 16)
+                        _mm512_storeu_ps(as[i] + d, _mm512_mul_ps(_mm512_loadu_ps(as[i] + d), vc));
+                    st->m = mt;
+                }
+                __m512 pe = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(si, _mm512_set1_ps(st->m))));
+                st->l += _mm512_reduce_add_ps(pe);
+                _mm512_store_ps(p[i], pe);
+            }
+            const int32_t tileEnd = maxEnd - t0 < 16 ? maxEnd - t0 : 16;
+            for (int32_t d = 0; d < D; d += 16) {
+                __m512 a[4];
+                for (int32_t i = 0; i < g; i++) a[i] = _mm512_loadu_ps(as[i] + d);
+                for (int32_t j = 0; j < tileEnd; j++) {
+                    __m512 v = _mm512_loadu_ps(V + (int64_t)(t0 + j) * ldv + d);
+                    for (int32_t i = 0; i < g; i++)
+                        if (j < cnt[i]) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[i][j]), v, a[i]);
+                }
+                for (int32_t i = 0; i < g; i++) _mm512_storeu_ps(as[i] + d, a[i]);
+            }
+        }
+    }
+}
+#endif
+
+// ---------------------------------------------------------------- dispatch
+
+static int attn_path = -1;  // 0 reference, 1 avx512
+
+static int choose_path(void) {
+    const char *forced = getenv("LONGHEADS_KERNEL");
+    if (forced && strcmp(forced, "scalar") == 0) return 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return 1;
+#endif
+    return 0;
+}
+
+int32_t lh_attn_is_avx512(void) {
+    if (attn_path < 0) attn_path = choose_path();
+    return attn_path == 1;
+}
+
+void lh_attn_update(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                    const float *Kt, const float *V, int32_t ldv, int32_t n, const int32_t *limit,
+                    float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+#if defined(__x86_64__)
+    if (D % 16 == 0 && lh_attn_is_avx512()) {
+        attn_update_avx512(q, ldq, nq, D, Kt, V, ldv, n, limit, scale, state, acc, lda);
+        return;
+    }
+#endif
+    lh_attn_update_ref(q, ldq, nq, D, Kt, V, ldv, n, limit, scale, state, acc, lda);
+}

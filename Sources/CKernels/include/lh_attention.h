@@ -1,0 +1,46 @@
+#pragma once
+// Softmax attention over float keys/values, as an online-softmax update (Milakov & Gimelshein 2018;
+// FlashAttention's rescaling): callers may feed the keys of one query in any number of pieces
+// (dense cache blocks, LongHeads chunk slots) and merge partial results exactly.
+//
+// Key layout: "transposed tiles" of 16 keys: tile t holds keys 16t..16t+15 as [d][16] floats, i.e.
+// key j, dim d lives at Kt[(j / 16) * 16 * D + d * 16 + j % 16]. Scores of 16 keys are then 16-lane
+// FMAs with the query broadcast, with no horizontal sums. Values are row-major [j][D] with stride ldv.
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Running state of one query's softmax: max score m, sum of exp l, unnormalized output acc[D].
+/// Start with m = -INFINITY, l = 0, acc = 0; the result is acc / l.
+typedef struct {
+    float m;
+    float l;
+} lh_softmax_state;
+
+/// Updates the states of `nq` queries (all attending to the same n keys, e.g. the query heads that
+/// share one KV head) with keys [0, n): scores = scale · q·k, masked to -inf for key index ≥ limit[qi]
+/// (causal masks; pass n for none). q: nq rows of D floats at stride ldq; acc: nq rows of D at stride lda.
+/// `n` need not be a multiple of 16; the tile storage must cover ceil(n/16) tiles.
+void lh_attn_update(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                    const float *Kt, const float *V, int32_t ldv, int32_t n, const int32_t *limit,
+                    float scale, lh_softmax_state *state, float *acc, int32_t lda);
+
+/// The plain C reference of lh_attn_update (tests compare the fast path to it).
+void lh_attn_update_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                        const float *Kt, const float *V, int32_t ldv, int32_t n, const int32_t *limit,
+                        float scale, lh_softmax_state *state, float *acc, int32_t lda);
+
+/// Stores key `k` (D floats) as key index j of a transposed-tile array.
+static inline void lh_store_key_tiled(float *Kt, int32_t D, int32_t j, const float *k) {
+    float *t = Kt + (int64_t)(j / 16) * 16 * D + j % 16;
+    for (int32_t d = 0; d < D; d++) t[d * 16] = k[d];
+}
+
+/// 1 if lh_attn_update uses AVX-512 (LONGHEADS_KERNEL=scalar forces the reference).
+int32_t lh_attn_is_avx512(void);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,127 @@
+import Model
+import Tokenization
+
+/// Errors a generation request can end with.
+public enum GenerationError: Error, CustomStringConvertible, Equatable {
+    case emptyPrompt
+    case contextTooLong(tokens: Int, capacity: Int)
+
+    public var description: String {
+        switch self {
+        case .emptyPrompt: "the prompt is empty: give a non-empty --prompt, --prompt-file or standard input"
+        case .contextTooLong(let t, let c): "the prompt and answer need \(t) tokens but the context holds \(c)"
+        }
+    }
+}
+
+/// ChatML, the template of SmolLM2-Instruct and many other instruct GGUFs:
+/// `<|im_start|>role\ncontent<|im_end|>\n`, then `<|im_start|>assistant\n` to prompt the answer.
+public enum ChatTemplate {
+    /// SmolLM2's default system line.
+    public static let defaultSystem = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+    /// Token ids of a one-turn chat. Only the template's own markers are control tokens: the user's text
+    /// is tokenized as plain text, so a document cannot inject `<|im_start|>`.
+    public static func chatML(user: String, system: String? = defaultSystem, tokenizer: Tokenizer) -> [Int32] {
+        var ids = [Int32]()
+        if let system {
+            ids += tokenizer.encode("<|im_start|>system\n", parseSpecial: true)
+            ids += tokenizer.encode(system)
+            ids += tokenizer.encode("<|im_end|>\n", parseSpecial: true)
+        }
+        ids += tokenizer.encode("<|im_start|>user\n", parseSpecial: true)
+        ids += tokenizer.encode(user)
+        ids += tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", parseSpecial: true)
+        return ids
+    }
+}
+
+/// Why generation stopped.
+public enum StopReason: String, Sendable {
+    /// The model produced an end-of-generation token (EOS, `<|im_end|>`).
+    case endOfGeneration = "eos"
+    /// `maxTokens` were produced.
+    case maxTokens = "length"
+}
+
+/// What one generation produced.
+public struct GenerationResult: Sendable {
+    /// Generated token ids (without the stop token).
+    public var tokens: [Int32]
+    /// Decoded text of `tokens`.
+    public var text: String
+    /// Why it stopped.
+    public var stopReason: StopReason
+    /// Prompt tokens evaluated.
+    public var promptTokens: Int
+    /// Seconds spent on the prompt.
+    public var promptSeconds: Double
+    /// Seconds spent generating.
+    public var generationSeconds: Double
+}
+
+/// Runs a model over a prompt and generates a continuation, streaming text as it becomes complete.
+public final class Generator {
+    /// The model.
+    public let model: LlamaModel
+    /// Its tokenizer.
+    public let tokenizer: Tokenizer
+
+    /// A generator for `model` with `tokenizer`.
+    public init(model: LlamaModel, tokenizer: Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    /// Feeds `tokens` at positions `start...` in batches; returns the last token's logits.
+    public func prefill(_ tokens: [Int32], start: Int, attention: Attention) -> UnsafeBufferPointer<Float> {
+        precondition(!tokens.isEmpty)
+        var i = 0
+        var out = UnsafeBufferPointer<Float>(start: nil, count: 0)
+        while i < tokens.count {
+            let end = min(tokens.count, i + model.maxBatch)
+            out = model.forward(tokens[i..<end], start: start + i, attention: attention, logits: end == tokens.count ? .last : .none)
+            i = end
+        }
+        return out
+    }
+
+    /// Generates up to `maxTokens` after `prompt`, calling `onText` with each newly complete piece of text.
+    public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters, attention: Attention,
+                         onText: (String) -> Void = { _ in }) throws(GenerationError) -> GenerationResult {
+        guard !prompt.isEmpty else { throw .emptyPrompt }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        var logits = prefill(prompt, start: 0, attention: attention)
+        let t1 = clock.now
+        var sampler = Sampler(sampling)
+        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var out = [Int32]()
+        var text = ""
+        var reason = StopReason.maxTokens
+        var position = prompt.count
+        while out.count < maxTokens {
+            let next = sampler.sample(logits)
+            if tokenizer.isEndOfGeneration(next) { reason = .endOfGeneration; break }
+            out.append(next)
+            let piece = decoder.feed(next)
+            if !piece.isEmpty { text += piece; onText(piece) }
+            if out.count == maxTokens { break }
+            logits = model.forward([next], start: position, attention: attention, logits: .last)
+            position += 1
+        }
+        let rest = decoder.finish()
+        if !rest.isEmpty { text += rest; onText(rest) }
+        let t2 = clock.now
+        return GenerationResult(tokens: out, text: text, stopReason: reason, promptTokens: prompt.count,
+                                promptSeconds: (t1 - t0).seconds, generationSeconds: (t2 - t1).seconds)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds as a Double.
+    public var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Generation
+import Model
+import ModelCache
+import Tokenization
+
+/// `longheads generate`: continue a prompt (or answer it as a chat turn) and print only the continuation.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate a continuation of a prompt; prints only the generated text on stdout.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(name: .long, help: "The prompt text.")
+    var prompt: String?
+
+    @Option(name: .long, help: "Read the prompt from this file ('-' for stdin). Without --prompt or --prompt-file, stdin is read.")
+    var promptFile: String?
+
+    @Option(name: .long, help: "Most tokens to generate.")
+    var maxTokens: Int = 256
+
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+
+    @Option(name: .long, help: "Top-k cutoff when sampling (0 = off).")
+    var topK: Int = 40
+
+    @Option(name: .long, help: "Top-p (nucleus) cutoff when sampling.")
+    var topP: Float = 0.95
+
+    @Option(name: .long, help: "Random seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Flag(name: .long, help: "Wrap the prompt in the model's chat template (ChatML) as a user turn.")
+    var chat = false
+
+    @Flag(name: .long, help: "Print timing (tokens/s) to stderr.")
+    var verbose = false
+
+    func validate() throws {
+        if prompt != nil && promptFile != nil { throw ValidationError("give either --prompt or --prompt-file, not both") }
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+    }
+
+    func run() throws {
+        try guarded {
+            let text = try prompt ?? readText(path: promptFile ?? "-")
+            guard !text.isEmpty else { throw GenerationError.emptyPrompt }
+            let (model, tokenizer) = try modelOptions.load()
+            var ids = chat ? ChatTemplate.chatML(user: text, tokenizer: tokenizer) : tokenizer.encode(text)
+            if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
+            guard !ids.isEmpty else { throw GenerationError.emptyPrompt }
+            let attention = DenseAttention(config: model.config, capacity: ids.count + maxTokens, pool: model.pool)
+            let out = FileHandle.standardOutput
+            let result = try Generator(model: model, tokenizer: tokenizer).generate(
+                prompt: ids, maxTokens: maxTokens,
+                sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
+                attention: attention) { piece in out.write(Data(piece.utf8)) }
+            out.write(Data("\n".utf8))
+            if verbose {
+                log(String(format: "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s); stop: %@",
+                           result.promptTokens, result.promptSeconds, Double(result.promptTokens) / result.promptSeconds,
+                           result.tokens.count, result.generationSeconds,
+                           Double(result.tokens.count) / max(result.generationSeconds, 1e-9), result.stopReason.rawValue))
+            }
+        }
+    }
+}
+
+/// `longheads tokenize`: print token ids.
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the token ids of TEXT (plain text: special-token strings are not parsed), space separated.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Argument(help: "Text to tokenize ('-' reads stdin).")
+    var text: String
+
+    func run() throws {
+        try guarded {
+            let (_, tokenizer) = try modelOptions.openTokenizer()
+            let s = text == "-" ? try readText(path: "-") : text
+            let ids = tokenizer.encode(s)
+            print(ids.map(String.init).joined(separator: " "))
+        }
+    }
+}
+
+/// `longheads model`: manage the default model.
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model", abstract: "Fetch or locate the default model.",
+        subcommands: [Fetch.self, Path.self])
+
+    struct Fetch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Fetch the default model into the cache (no-op if present and verified).")
+        @Flag(name: .long, help: "Fetch again even if cached.") var force = false
+        func run() throws {
+            try guarded {
+                let cache = ModelCache()
+                let p = force ? try cache.fetch(.smolLM2, log: log) : try cache.ensure(.smolLM2, log: log)
+                print(p)
+            }
+        }
+    }
+
+    struct Path: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print where the default model is cached.")
+        func run() throws { print(ModelCache().path(of: .smolLM2)) }
+    }
+}

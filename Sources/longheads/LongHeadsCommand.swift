@@ -1,0 +1,25 @@
+import ArgumentParser
+
+/// `longheads`: read documents far longer than the model was trained on, on CPU.
+@main
+struct LongHeadsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "longheads",
+        abstract: "Run Llama-family GGUF models on CPU over very long documents (LongHeads attention).",
+        discussion: """
+            stdout carries data only; progress and logs go to stderr.
+            The default model (SmolLM2-135M-Instruct, Q4_1) is fetched on first use into \
+            $LONGHEADS_HOME/models (default ~/.cache/longheads/models).
+
+            Exit codes:
+              0   success
+              1   internal error
+              64  usage error (bad option or argument)
+              65  bad input data (empty prompt, invalid UTF-8, malformed line)
+              66  input or model file missing or unreadable
+              69  model fetch failed (pip unavailable, network)
+              70  model file invalid (truncated, not GGUF, unsupported type or architecture)
+              74  I/O error while writing
+            """,
+        subcommands: [Generate.self, Tokenize.self, Bench.self, ModelCommand.self])
+}

@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import GGUF
+import Generation
+import Model
+import ModelCache
+import Tokenization
+
+/// Exit codes (sysexits.h), documented in `longheads --help` and Docs/CLI.md.
+enum Exit {
+    static let internalError: Int32 = 1
+    static let usage: Int32 = 64
+    static let dataError: Int32 = 65
+    static let noInput: Int32 = 66
+    static let unavailable: Int32 = 69
+    static let badModel: Int32 = 70
+    static let ioError: Int32 = 74
+}
+
+/// Writes one line to stderr.
+func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Reports `message` as `longheads: error: …` on stderr and exits with `code`.
+func fail(_ message: String, code: Int32) -> ExitCode {
+    log("longheads: error: " + message)
+    return ExitCode(code)
+}
+
+/// Maps any error to its one-line message and exit code.
+func exitCode(for error: Error) -> ExitCode {
+    switch error {
+    case let e as ExitCode: return e
+    case let e as GGUFError:
+        if case .cannotOpen = e { return fail(e.description, code: Exit.noInput) }
+        return fail(e.description, code: Exit.badModel)
+    case let e as ModelError: return fail(e.description, code: Exit.badModel)
+    case let e as TokenizerError: return fail("\(e)", code: Exit.badModel)
+    case let e as ModelCacheError: return fail(e.description, code: Exit.unavailable)
+    case let e as GenerationError: return fail(e.description, code: Exit.dataError)
+    case let e as InputError: return fail(e.description, code: e.code)
+    default: return fail("\(error)", code: Exit.internalError)
+    }
+}
+
+/// Runs `body`, turning every thrown error into a message on stderr and an exit code.
+func guarded(_ body: () throws -> Void) throws {
+    do { try body() } catch { throw exitCode(for: error) }
+}
+
+/// Problems with the user's input.
+struct InputError: Error, CustomStringConvertible {
+    var description: String
+    var code: Int32 = Exit.dataError
+}
+
+/// Decodes `data` as UTF-8, naming the first bad byte's offset if it is not.
+func decodeUTF8(_ data: Data, source: String) throws -> String {
+    if let s = String(data: data, encoding: .utf8) { return s }
+    // Find the offset of the first invalid sequence for the message.
+    var offset = 0
+    let bytes = [UInt8](data)
+    var it = bytes.makeIterator()
+    var decoder = UTF8()
+    loop: while true {
+        let before = offset
+        switch decoder.decode(&it) {
+        case .scalarValue(let s): offset += UTF8.width(s)
+        case .emptyInput: break loop
+        case .error: offset = before; break loop
+        }
+    }
+    throw InputError(description: "\(source): invalid UTF-8 at byte offset \(offset)")
+}
+
+/// Reads a whole file (or stdin for "-") as UTF-8 text.
+func readText(path: String) throws -> String {
+    if path == "-" {
+        return try decodeUTF8(FileHandle.standardInput.readDataToEndOfFile(), source: "standard input")
+    }
+    guard let d = FileManager.default.contents(atPath: path) else {
+        throw InputError(description: "\(path): cannot read file", code: Exit.noInput)
+    }
+    return try decodeUTF8(d, source: path)
+}
+
+/// Peak resident set size of this process, in bytes (getrusage: kilobytes on Linux).
+func peakRSSBytes() -> Int {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Int(u.ru_maxrss) * 1024
+}
+
+/// Options every model-using command takes.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "Path to a Llama-family GGUF model (default: SmolLM2-135M-Instruct Q4_1, fetched on first use).")
+    var model: String?
+
+    @Option(name: .long, help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be 1...256") }
+    }
+
+    /// The model path: `--model`, or the cached default (fetched if absent).
+    func resolvePath() throws -> String {
+        if let model {
+            guard FileManager.default.fileExists(atPath: model) else {
+                throw InputError(description: "\(model): model file not found", code: Exit.noInput)
+            }
+            return model
+        }
+        return try ModelCache().ensure(.smolLM2, log: log)
+    }
+
+    /// Opens the GGUF and builds its tokenizer (no weights loaded).
+    func openTokenizer() throws -> (GGUFFile, Tokenizer) {
+        let file = try GGUFFile(path: resolvePath())
+        return (file, try Tokenizer(gguf: file))
+    }
+
+    /// Loads model and tokenizer.
+    func load(maxBatch: Int = 256) throws -> (LlamaModel, Tokenizer) {
+        let (file, tok) = try openTokenizer()
+        return (try LlamaModel(file: file, threads: threads, maxBatch: maxBatch), tok)
+    }
+}

@@ -1,0 +1,237 @@
+import Foundation
+import GGUF
+import Kernels
+import Model
+
+/// Builds small random Llama GGUFs for tests: real block formats (Q4_1, Q8_0, F32), a byte-level
+/// GPT-2 vocabulary with ChatML specials, and a plain-float reference forward pass to compare against.
+public struct TinyModel {
+    public var layers = 2
+    public var dim = 64
+    public var ffn = 96
+    public var heads = 4
+    public var kvHeads = 2
+    public var ropeBase = 10000.0
+    public var seed: UInt64 = 42
+    public var matrixType: TensorType = .q4_1
+
+    /// A tiny model with the defaults above.
+    public init() {}
+
+    public var headDim: Int { dim / heads }
+    public var vocab: Int { 256 + specials.count }
+    public let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+    /// GPT-2's byte→unicode table: printable bytes map to themselves, the rest to U+0100….
+    public static func byteToUnicode() -> [Character] {
+        var bs = Array(33...126) + Array(161...172) + Array(174...255)
+        var cs = bs
+        var n = 0
+        for b in 0..<256 where !bs.contains(b) {
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+        }
+        var table = [Character](repeating: " ", count: 256)
+        for (b, c) in zip(bs, cs) { table[b] = Character(Unicode.Scalar(UInt32(c))!) }
+        return table
+    }
+
+    /// Deterministic weights: a float matrix per tensor name.
+    public struct Weights {
+        public var tensors: [String: (dims: [Int], values: [Float])] = [:]
+    }
+
+    public func makeWeights() -> Weights {
+        var rng = SplitMix(seed: seed)
+        var w = Weights()
+        func rand(_ n: Int, scale: Float) -> [Float] { (0..<n).map { _ in (rng.nextFloat() * 2 - 1) * scale } }
+        let kvDim = kvHeads * headDim
+        w.tensors["token_embd.weight"] = ([dim, vocab], rand(dim * vocab, scale: 1))
+        w.tensors["output_norm.weight"] = ([dim], rand(dim, scale: 0.2).map { 1 + $0 })
+        for l in 0..<layers {
+            let p = "blk.\(l)."
+            w.tensors[p + "attn_norm.weight"] = ([dim], rand(dim, scale: 0.2).map { 1 + $0 })
+            w.tensors[p + "ffn_norm.weight"] = ([dim], rand(dim, scale: 0.2).map { 1 + $0 })
+            w.tensors[p + "attn_q.weight"] = ([dim, dim], rand(dim * dim, scale: 0.5))
+            w.tensors[p + "attn_k.weight"] = ([dim, kvDim], rand(dim * kvDim, scale: 0.5))
+            w.tensors[p + "attn_v.weight"] = ([dim, kvDim], rand(dim * kvDim, scale: 0.5))
+            w.tensors[p + "attn_output.weight"] = ([dim, dim], rand(dim * dim, scale: 0.2))
+            w.tensors[p + "ffn_gate.weight"] = ([dim, ffn], rand(dim * ffn, scale: 0.3))
+            w.tensors[p + "ffn_up.weight"] = ([dim, ffn], rand(dim * ffn, scale: 0.3))
+            w.tensors[p + "ffn_down.weight"] = ([ffn, dim], rand(dim * ffn, scale: 0.2))
+        }
+        return w
+    }
+
+    /// The GGUF bytes; matrices quantized to `matrixType`, the embedding to Q8_0 (tied output, as SmolLM2).
+    public func gguf() -> (GGUFWriter, Weights) {
+        var w = GGUFWriter()
+        w.set("general.architecture", .string("llama"))
+        w.set("general.name", .string("tiny-test"))
+        w.set("llama.block_count", .uint32(UInt32(layers)))
+        w.set("llama.embedding_length", .uint32(UInt32(dim)))
+        w.set("llama.feed_forward_length", .uint32(UInt32(ffn)))
+        w.set("llama.attention.head_count", .uint32(UInt32(heads)))
+        w.set("llama.attention.head_count_kv", .uint32(UInt32(kvHeads)))
+        w.set("llama.rope.freq_base", .float32(Float(ropeBase)))
+        w.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
+        w.set("llama.context_length", .uint32(4096))
+        let b2u = Self.byteToUnicode()
+        let tokens = (0..<256).map { String(b2u[$0]) } + specials
+        w.set("tokenizer.ggml.model", .string("gpt2"))
+        w.set("tokenizer.ggml.pre", .string("smollm"))
+        w.set("tokenizer.ggml.tokens", .array(elementType: .string, tokens.map { .string($0) }))
+        w.set("tokenizer.ggml.token_type", .array(elementType: .int32, (0..<vocab).map { .int32($0 < 256 ? 1 : 3) }))
+        w.set("tokenizer.ggml.merges", .array(elementType: .string, []))
+        w.set("tokenizer.ggml.bos_token_id", .uint32(256))
+        w.set("tokenizer.ggml.eos_token_id", .uint32(258))
+        w.set("tokenizer.ggml.add_bos_token", .bool(false))
+        let weights = makeWeights()
+        for name in weights.tensors.keys.sorted() {
+            let (dims, values) = weights.tensors[name]!
+            if dims.count == 1 {
+                w.addTensor(name, dims: dims, floats: values)
+            } else {
+                let type: TensorType = name == "token_embd.weight" ? .q8_0 : matrixType
+                w.addTensor(name, dims: dims, type: type, data: Self.quantize(values, type: type))
+            }
+        }
+        return (w, weights)
+    }
+
+    /// Writes the model to a temporary file and returns its path.
+    public func write(name: String) throws -> String {
+        let path = NSTemporaryDirectory() + "tiny-\(getpid())-\(name).gguf"
+        try gguf().0.write(to: path)
+        return path
+    }
+
+    /// Reference quantizers for building test files (ggml block layouts).
+    public static func quantize(_ x: [Float], type: TensorType) -> [UInt8] {
+        var out = [UInt8]()
+        func half(_ f: Float) { let b = floatToHalfBits(f); out.append(UInt8(b & 0xFF)); out.append(UInt8(b >> 8)) }
+        switch type {
+        case .f32:
+            for f in x { withUnsafeBytes(of: f.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        case .q8_0:
+            for b in stride(from: 0, to: x.count, by: 32) {
+                let blk = x[b..<b + 32]
+                let amax = blk.map(abs).max()!
+                let d = amax / 127
+                half(d)
+                for v in blk { out.append(UInt8(bitPattern: Int8(d == 0 ? 0 : (v / d).rounded()))) }
+            }
+        case .q4_1:
+            for b in stride(from: 0, to: x.count, by: 32) {
+                let blk = Array(x[b..<b + 32])
+                let mn = blk.min()!, mx = blk.max()!
+                let d = (mx - mn) / 15
+                half(d); half(mn)
+                let q = blk.map { d == 0 ? UInt8(0) : UInt8(min(15, max(0, (($0 - mn) / d).rounded()))) }
+                for i in 0..<16 { out.append(q[i] | q[i + 16] << 4) }
+            }
+        default:
+            fatalError("test quantizer for \(type) not written")
+        }
+        return out
+    }
+}
+
+/// A tiny deterministic PRNG for test data.
+public struct SplitMix {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+/// A plain float forward pass over a GGUF (weights dequantized by the reference dequantizer), written
+/// independently of the engine: the ground truth for the engine's tests.
+public struct ReferenceForward {
+    public let file: GGUFFile
+    public let c: ModelConfig
+
+    public init(path: String) throws {
+        file = try GGUFFile(path: path)
+        c = try ModelConfig(gguf: file)
+    }
+
+    func tensor(_ name: String) -> [Float] {
+        let t = file.tensors[name]!
+        var out = [Float](repeating: 0, count: t.elementCount)
+        out.withUnsafeMutableBufferPointer { dequantizeRow(type: t.type.rawValue, file.data(of: t), count: t.elementCount, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// y[r] = Σ W[r, c] x[c], W stored [rows, cols] row-major (ggml ne = [cols, rows]).
+    func matvec(_ w: [Float], _ x: [Float], rows: Int) -> [Float] {
+        let cols = x.count
+        return (0..<rows).map { r in (0..<cols).reduce(Float(0)) { $0 + w[r * cols + $1] * x[$1] } }
+    }
+
+    func rmsNorm(_ x: [Float], _ w: [Float]) -> [Float] {
+        let ms = x.reduce(0) { $0 + $1 * $1 } / Float(x.count)
+        let s = 1 / (ms + c.rmsEps).squareRoot()
+        return zip(x, w).map { $0 * s * $1 }
+    }
+
+    func rope(_ v: inout [Float], offset: Int, position: Int) {
+        for i in 0..<c.ropeDim / 2 {
+            let theta = Double(position) * pow(c.ropeBase, -Double(2 * i) / Double(c.ropeDim))
+            let (cs, sn) = (Float(cos(theta)), Float(sin(theta)))
+            let (a, b) = (v[offset + 2 * i], v[offset + 2 * i + 1])
+            v[offset + 2 * i] = a * cs - b * sn
+            v[offset + 2 * i + 1] = a * sn + b * cs
+        }
+    }
+
+    /// Logits for every position of `tokens`, `[tokens.count][vocab]`.
+    public func logits(_ tokens: [Int32]) -> [[Float]] {
+        let (D, H, G, hd) = (c.dim, c.heads, c.kvHeads, c.headDim)
+        let emb = tensor("token_embd.weight")
+        var xs = tokens.map { Array(emb[Int($0) * D..<(Int($0) + 1) * D]) }
+        for l in 0..<c.layers {
+            let p = "blk.\(l)."
+            let (wq, wk, wv, wo) = (tensor(p + "attn_q.weight"), tensor(p + "attn_k.weight"), tensor(p + "attn_v.weight"), tensor(p + "attn_output.weight"))
+            let (wg, wu, wd) = (tensor(p + "ffn_gate.weight"), tensor(p + "ffn_up.weight"), tensor(p + "ffn_down.weight"))
+            let (an, fn) = (tensor(p + "attn_norm.weight"), tensor(p + "ffn_norm.weight"))
+            var ks = [[Float]](), vs = [[Float]](), qs = [[Float]]()
+            for (pos, x) in xs.enumerated() {
+                let h = rmsNorm(x, an)
+                var q = matvec(wq, h, rows: D), k = matvec(wk, h, rows: G * hd)
+                for hh in 0..<H { rope(&q, offset: hh * hd, position: pos) }
+                for g in 0..<G { rope(&k, offset: g * hd, position: pos) }
+                qs.append(q); ks.append(k); vs.append(matvec(wv, h, rows: G * hd))
+            }
+            for pos in 0..<xs.count {
+                var att = [Float](repeating: 0, count: D)
+                for hh in 0..<H {
+                    let g = hh / (H / G)
+                    var s = (0...pos).map { j in
+                        (0..<hd).reduce(Float(0)) { $0 + qs[pos][hh * hd + $1] * ks[j][g * hd + $1] } / Float(hd).squareRoot()
+                    }
+                    let m = s.max()!
+                    s = s.map { expf($0 - m) }
+                    let z = s.reduce(0, +)
+                    for j in 0...pos { for d in 0..<hd { att[hh * hd + d] += s[j] / z * vs[j][g * hd + d] } }
+                }
+                let o = matvec(wo, att, rows: D)
+                for d in 0..<D { xs[pos][d] += o[d] }
+                let h = rmsNorm(xs[pos], fn)
+                let g = matvec(wg, h, rows: c.ffnDim), u = matvec(wu, h, rows: c.ffnDim)
+                let a = zip(g, u).map { $0 / (1 + expf(-$0)) * $1 }
+                let dn = matvec(wd, a, rows: D)
+                for d in 0..<D { xs[pos][d] += dn[d] }
+            }
+        }
+        let on = tensor("output_norm.weight")
+        return xs.map { matvec(emb, rmsNorm($0, on), rows: c.vocabSize) }
+    }
+}
