@@ -23,6 +23,7 @@ let package = Package(
         .target(name: "Tokenization", dependencies: ["GGUF"], swiftSettings: optimized),
         .target(name: "Kernels", dependencies: ["CKernels"], swiftSettings: optimized),
         .target(name: "Model", dependencies: ["GGUF", "Kernels", "CKernels"], swiftSettings: optimized),
+        .target(name: "LongHeads", dependencies: ["Model", "Kernels", "CKernels"], swiftSettings: optimized),
         .target(name: "Generation", dependencies: ["Model", "Tokenization"], swiftSettings: optimized),
         .target(name: "ModelCache"),
         .executableTarget(
@@ -32,11 +33,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Tiny generated GGUF models and a plain-float reference forward pass, shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model", "LongHeads"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
+        .testTarget(name: "ModelTests", dependencies: ["Model", "LongHeads", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache"], resources: [.copy("Fixtures")]),
     ]

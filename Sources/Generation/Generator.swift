@@ -74,13 +74,13 @@ public final class Generator {
     }
 
     /// Feeds `tokens` at positions `start...` in batches; returns the last token's logits.
-    public func prefill(_ tokens: [Int32], start: Int, attention: Attention) -> UnsafeBufferPointer<Float> {
+    public func prefill(_ tokens: [Int32], start: Int, attention: Attention) throws -> UnsafeBufferPointer<Float> {
         precondition(!tokens.isEmpty)
         var i = 0
         var out = UnsafeBufferPointer<Float>(start: nil, count: 0)
         while i < tokens.count {
             let end = min(tokens.count, i + model.maxBatch)
-            out = model.forward(tokens[i..<end], start: start + i, attention: attention, logits: end == tokens.count ? .last : .none)
+            out = try model.forward(tokens[i..<end], start: start + i, attention: attention, logits: end == tokens.count ? .last : .none)
             i = end
         }
         return out
@@ -88,11 +88,11 @@ public final class Generator {
 
     /// Generates up to `maxTokens` after `prompt`, calling `onText` with each newly complete piece of text.
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters, attention: Attention,
-                         onText: (String) -> Void = { _ in }) throws(GenerationError) -> GenerationResult {
-        guard !prompt.isEmpty else { throw .emptyPrompt }
+                         onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+        guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         let clock = ContinuousClock()
         let t0 = clock.now
-        var logits = prefill(prompt, start: 0, attention: attention)
+        var logits = try prefill(prompt, start: 0, attention: attention)
         let t1 = clock.now
         var sampler = Sampler(sampling)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
@@ -107,7 +107,7 @@ public final class Generator {
             let piece = decoder.feed(next)
             if !piece.isEmpty { text += piece; onText(piece) }
             if out.count == maxTokens { break }
-            logits = model.forward([next], start: position, attention: attention, logits: .last)
+            logits = try model.forward([next], start: position, attention: attention, logits: .last)
             position += 1
         }
         let rest = decoder.finish()

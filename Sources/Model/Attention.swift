@@ -6,7 +6,8 @@ import Kernels
 /// The model hands over q, k and v of `count` new tokens at absolute positions `start ..< start+count`
 /// WITHOUT RoPE: an implementation applies positions its own way (dense: absolute; LongHeads: local
 /// positions for stored keys and per-slot positions for the query, LONGHEADS.md "The CPU trick").
-/// Layers are called in order 0..<layers for each batch of tokens.
+/// Layers are called in order 0..<layers for each batch of tokens. It throws when keys or values it
+/// keeps elsewhere (a store on disk) cannot be read; the forward pass stops with that error.
 public protocol Attention: AnyObject {
     /// - Parameters:
     ///   - q: `[count, heads, headDim]`, may be modified in place.
@@ -15,7 +16,7 @@ public protocol Attention: AnyObject {
     ///   - out: `[count, heads, headDim]`, the attention output before the output projection.
     func attend(layer: Int, start: Int, count: Int,
                 q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                out: UnsafeMutablePointer<Float>)
+                out: UnsafeMutablePointer<Float>) throws
 }
 
 /// Plain causal softmax attention over an in-RAM float KV cache of fixed capacity.

@@ -125,7 +125,7 @@ public final class LlamaModel {
     /// Runs `tokens` (at most `maxBatch`) at positions `start ..< start + tokens.count` through the model.
     ///
     /// Returns the requested logits, `[rows, vocabSize]`, valid until the next call.
-    public func forward(_ tokens: ArraySlice<Int32>, start: Int, attention: Attention, logits want: LogitRows) -> UnsafeBufferPointer<Float> {
+    public func forward(_ tokens: ArraySlice<Int32>, start: Int, attention: Attention, logits want: LogitRows) throws -> UnsafeBufferPointer<Float> {
         let n = tokens.count
         precondition(n > 0 && n <= maxBatch, "forward takes 1...\(maxBatch) tokens, got \(n)")
         let c = config
@@ -149,7 +149,7 @@ public final class LlamaModel {
             matmul(b.wk, actDim, tokens: n, into: k, pool: pool)
             matmul(b.wv, actDim, tokens: n, into: v, pool: pool)
             // Attention (positions applied by the implementation). att: [n, heads, headDim]
-            attention.attend(layer: l, start: start, count: n, q: q, k: k, v: v, out: att)
+            try attention.attend(layer: l, start: start, count: n, q: q, k: k, v: v, out: att)
             // Output projection and residual.                  x += Wo · att
             actDim.quantize(att, tokens: n)
             matmul(b.wo, actDim, tokens: n, into: tmp, pool: pool)

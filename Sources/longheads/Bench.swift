@@ -54,7 +54,7 @@ struct Bench: ParsableCommand {
                 let clock = ContinuousClock()
                 for r in 0..<(common.warmup + common.repetitions) {
                     let t0 = clock.now
-                    _ = model.forward(ids[...], start: 0, attention: attention, logits: .last)
+                    _ = try model.forward(ids[...], start: 0, attention: attention, logits: .last)
                     let dt = (clock.now - t0).seconds
                     if r >= common.warmup { times.append(dt) }
                 }
@@ -80,7 +80,7 @@ struct Bench: ParsableCommand {
                     var next = first
                     let t0 = clock.now
                     for i in 0..<tokens {
-                        let logits = model.forward([next], start: i, attention: attention, logits: .last)
+                        let logits = try model.forward([next], start: i, attention: attention, logits: .last)
                         next = Sampler.argmax(logits)
                     }
                     let dt = (clock.now - t0).seconds

@@ -23,7 +23,7 @@ func relativeError(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         let ref = try ReferenceForward(path: path).logits(Self.tokens)
         let model = try LlamaModel(file: GGUFFile(path: path), threads: 2, maxBatch: 32)
         let att = DenseAttention(config: model.config, capacity: 64, pool: model.pool)
-        let out = model.forward(Self.tokens[...], start: 0, attention: att, logits: .all)
+        let out = try model.forward(Self.tokens[...], start: 0, attention: att, logits: .all)
         let V = model.config.vocabSize
         var agree = 0
         for (i, row) in ref.enumerated() {
@@ -41,13 +41,13 @@ func relativeError(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         let model = try LlamaModel(file: GGUFFile(path: path), threads: 2, maxBatch: 32)
         let V = model.config.vocabSize
         let whole = DenseAttention(config: model.config, capacity: 64, pool: model.pool)
-        let all = Array(model.forward(Self.tokens[...], start: 0, attention: whole, logits: .all))
+        let all = Array(try model.forward(Self.tokens[...], start: 0, attention: whole, logits: .all))
         // Same tokens fed as 10 + 1 + 1 + …: every position's logits must agree.
         let split = DenseAttention(config: model.config, capacity: 64, pool: model.pool)
-        let head = Array(model.forward(Self.tokens[0..<10], start: 0, attention: split, logits: .all))
+        let head = Array(try model.forward(Self.tokens[0..<10], start: 0, attention: split, logits: .all))
         #expect(head == Array(all[0..<10 * V]))
         for i in 10..<Self.tokens.count {
-            let row = model.forward(Self.tokens[i...i], start: i, attention: split, logits: .last)
+            let row = try model.forward(Self.tokens[i...i], start: i, attention: split, logits: .last)
             #expect(Array(row) == Array(all[i * V..<(i + 1) * V]), "position \(i)")
         }
     }

@@ -38,7 +38,7 @@ struct DefaultModelReferenceTests {
             var s = 0
             while s < ids.count {
                 let e = min(ids.count, s + model.maxBatch)
-                logits += model.forward(ids[s..<e], start: s, attention: att, logits: .all)
+                logits += try model.forward(ids[s..<e], start: s, attention: att, logits: .all)
                 s = e
             }
             var nll = 0.0
@@ -52,7 +52,6 @@ struct DefaultModelReferenceTests {
                     if best == Int(ref[0][0]) { topAgree += 1 }
                 }
                 for pair in ref { worst = max(worst, abs(r[i * V + Int(pair[0])] - Float(pair[1]))) }
-                if ProcessInfo.processInfo.environment["LH_DEBUG"] != nil { print("DBG", name, i, ids[i], ref.map { abs(r[i * V + Int($0[0])] - Float($0[1])) }.max()!, ref[0][1], r[i * V + Int(ref[0][0])]) }
                 if i + 1 < ids.count {
                     let m = r.max()!
                     let lse = Double(m) + log(r.reduce(0.0) { $0 + exp(Double($1 - m)) })
@@ -77,12 +76,12 @@ struct DefaultModelReferenceTests {
             let gaps = row["top1_top2_gap"] as! [Double]
             let firstTie = gaps.firstIndex { $0 < 0.25 } ?? want.count
             let att = DenseAttention(config: model.config, capacity: ids.count + want.count, pool: model.pool)
-            var logits = model.forward(ids[...], start: 0, attention: att, logits: .last)
+            var logits = try model.forward(ids[...], start: 0, attention: att, logits: .last)
             var got = [Int32]()
             for step in 0..<firstTie {
                 let next = Sampler.argmax(logits)
                 got.append(next)
-                logits = model.forward([next], start: ids.count + step, attention: att, logits: .last)
+                logits = try model.forward([next], start: ids.count + step, attention: att, logits: .last)
             }
             #expect(got == Array(want[0..<firstTie]), "\(name): first \(firstTie) greedy tokens")
         }

@@ -1,0 +1,49 @@
+/// Where LongHeads puts chunks that left the recent window, and reads them back from.
+///
+/// A page is one chunk × one layer: the keys of all KV heads with LOCAL RoPE (offset 0..w-1 inside the
+/// chunk), in the attention kernel's transposed 16-key tiles, then the values, row-major:
+///
+///     keys   [kvHeads][w/16][headDim][16]   floats   (lh_attention.h "transposed tiles")
+///     values [kvHeads][w][headDim]          floats
+///
+/// Key features are `[layers][heads][headDim]` floats per chunk (LONGHEADS.md "Per-chunk representation").
+public protocol ChunkArchive: AnyObject {
+    /// Complete chunks archived so far.
+    var chunkCount: Int { get }
+
+    /// Key features of chunks `0..<chunkCount`: `[chunk][layers][heads][headDim]`, valid until the next `append`.
+    func features() throws -> UnsafePointer<Float>
+
+    /// Archives chunk `chunkCount` (all layers' pages at once, `pages[layer]`) with its key features.
+    func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws
+
+    /// Runs `body` with the decoded page of (chunk, layer); the page stays valid during `body`.
+    /// May be called from several threads at once.
+    func withPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R
+}
+
+/// Page geometry shared by the attention and its archive.
+public struct PageLayout: Sendable, Equatable {
+    /// KV heads.
+    public let kvHeads: Int
+    /// Head width.
+    public let headDim: Int
+    /// Tokens per chunk.
+    public let chunkSize: Int
+
+    /// Floats of one KV head's keys (or values) in a page.
+    public var headFloats: Int { chunkSize * headDim }
+    /// Floats in a page: keys then values of every KV head.
+    public var floatsPerPage: Int { 2 * kvHeads * headFloats }
+    /// Offset of KV head `g`'s tiled keys.
+    public func keys(_ g: Int) -> Int { g * headFloats }
+    /// Offset of KV head `g`'s values.
+    public func values(_ g: Int) -> Int { (kvHeads + g) * headFloats }
+
+    /// A layout.
+    public init(kvHeads: Int, headDim: Int, chunkSize: Int) {
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.chunkSize = chunkSize
+    }
+}

@@ -1,0 +1,363 @@
+import CKernels
+import Kernels
+import Model
+import Synchronization
+
+/// LongHeads attention (Lu et al. 2024, arXiv 2402.10685; LONGHEADS.md): every query head attends only
+/// to the chunks it selects — the first chunk, the previous and current chunks, and the best-scoring rest —
+/// laid out contiguously at relative positions, so no head sees more than `attentionLength` tokens.
+///
+/// CPU design (LONGHEADS.md "The CPU trick"): keys are stored once with LOCAL RoPE (offset inside their
+/// chunk); for slot s the query is rotated by p_s = (S-1-s)·w + (t mod w), which yields exactly the
+/// paper's relative positions. The previous and current chunks live in RAM (a ring of two pages per
+/// layer); older chunks live in a `ChunkArchive` and are paged in per block of new tokens: each selected
+/// chunk is read once per block and layer, and partial softmax results are merged (log-sum-exp).
+///
+/// Below `beginSelective` every query selects all chunks 0...c, which is plain causal attention.
+public final class LongHeadsAttention: Attention {
+    /// The parameters in force.
+    public let parameters: LongHeadsParameters
+    /// Model geometry.
+    public let config: ModelConfig
+    /// Page geometry shared with the archive.
+    public let layout: PageLayout
+    /// Where completed chunks go.
+    public let archive: ChunkArchive
+
+    private let pool: ThreadPool
+    private let w: Int, H: Int, G: Int, D: Int, L: Int, group: Int
+    private let maxSlots: Int
+    private let scale: Float
+    /// cos/sin per relative position 0..<ropePositions, [position][ropeDim/2][2].
+    private let ropeTable: UnsafeMutablePointer<Float>
+    private let ropePositions: Int
+    private let ropeDim: Int
+    /// Ring of two pages per layer: [layer][2][floatsPerPage]; slot c % 2 holds chunk c.
+    private let ring: UnsafeMutablePointer<Float>
+    private var ringChunk: [[Int]]
+    /// Unrotated queries of the current chunk per layer: [layer][w][heads][headDim] (for its key features).
+    private let chunkQ: UnsafeMutablePointer<Float>
+    /// Local-RoPE keys of the current chunk, row-major: [layer][w][kvHeads][headDim].
+    private let chunkK: UnsafeMutablePointer<Float>
+    /// Key features of the chunk being completed: [layers][heads][headDim].
+    private let pendingFeatures: UnsafeMutablePointer<Float>
+
+    // Per-call scratch, sized for a block of `w` tokens.
+    private let selection: UnsafeMutablePointer<Int32>     // [w][heads][maxSlots] chosen chunks, sorted
+    private let selectionCount: UnsafeMutablePointer<Int32> // [w][heads]
+    private let requests: UnsafeMutablePointer<UInt64>     // (chunk << 32 | token·heads+head << 8 | slot) archived reads
+    // Partial softmax of each archived (token·head, slot) read, merged in slot order afterwards so that
+    // results do not depend on which thread read which chunk.
+    private let partialState: UnsafeMutablePointer<lh_softmax_state> // [w·heads][maxSlots]
+    private let partialAcc: UnsafeMutablePointer<Float>    // [w·heads][maxSlots][headDim]
+    private let rotated: UnsafeMutablePointer<Float>       // [threads][headDim]
+    // Feature scratch per head: rotated queries [w][D], states [w], outputs [w][D].
+    private let featQ: UnsafeMutablePointer<Float>
+    private let featState: UnsafeMutablePointer<lh_softmax_state>
+    private let featAcc: UnsafeMutablePointer<Float>
+
+    /// Called after selection with (layer, first position, tokens, heads, slots, counts): the sorted chunks
+    /// chosen by each (token, head), `slots[(token · heads + head) · maxSlots + s]`. For diagnostics.
+    public var selectionObserver: ((_ layer: Int, _ position: Int, _ tokens: Int, _ maxSlots: Int,
+                                    _ slots: UnsafePointer<Int32>, _ counts: UnsafePointer<Int32>) -> Void)?
+
+    /// A LongHeads attention over `archive`, continuing a document of `archive.chunkCount` complete chunks
+    /// (their last chunk is loaded into the recent window; the next token is at `chunkCount · w`).
+    public init(config: ModelConfig, parameters: LongHeadsParameters, archive: ChunkArchive, pool: ThreadPool) throws {
+        precondition(parameters.problem == nil, parameters.problem ?? "")
+        self.config = config
+        self.parameters = parameters
+        self.archive = archive
+        self.pool = pool
+        (w, H, G, D, L) = (parameters.chunkSize, config.heads, config.kvHeads, config.headDim, config.layers)
+        group = H / G
+        layout = PageLayout(kvHeads: G, headDim: D, chunkSize: w)
+        maxSlots = max(parameters.chunksPerQuery, (parameters.beginSelective + w - 1) / w + 1)
+        scale = 1 / Float(D).squareRoot()
+        ropeDim = config.ropeDim
+        ropePositions = maxSlots * w
+        ropeTable = .allocate(capacity: ropePositions * ropeDim)
+        let rope = RoPE(headDim: D, ropeDim: ropeDim, base: config.ropeBase)
+        for p in 0..<ropePositions { rope.fillTable(position: p, ropeTable + p * ropeDim) }
+        let page = layout.floatsPerPage
+        ring = .allocate(capacity: L * 2 * page)
+        ring.initialize(repeating: 0, count: L * 2 * page)
+        ringChunk = Array(repeating: [-1, -1], count: L)
+        chunkQ = .allocate(capacity: L * w * H * D)
+        chunkK = .allocate(capacity: L * w * G * D)
+        pendingFeatures = .allocate(capacity: L * H * D)
+        selection = .allocate(capacity: w * H * maxSlots)
+        selectionCount = .allocate(capacity: w * H)
+        requests = .allocate(capacity: w * H * maxSlots)
+        let T = pool.threads
+        partialState = .allocate(capacity: w * H * maxSlots)
+        partialAcc = .allocate(capacity: w * H * maxSlots * D)
+        rotated = .allocate(capacity: T * D)
+        featQ = .allocate(capacity: H * w * D)
+        featState = .allocate(capacity: H * w)
+        featAcc = .allocate(capacity: H * w * D)
+        // Continue after the archived chunks: the last one is the "previous chunk" of the next token.
+        let n = archive.chunkCount
+        if n > 0 {
+            for l in 0..<L {
+                let dst = ringPage(layer: l, chunk: n - 1)
+                try archive.withPage(chunk: n - 1, layer: l) { src in dst.update(from: src, count: page) }
+                ringChunk[l][(n - 1) % 2] = n - 1
+            }
+        }
+    }
+
+    deinit {
+        for p in [ropeTable, ring, chunkQ, chunkK, pendingFeatures, partialAcc, rotated, featQ, featAcc] { p.deallocate() }
+        selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
+        partialState.deallocate(); featState.deallocate()
+    }
+
+    private func ringPage(layer: Int, chunk: Int) -> UnsafeMutablePointer<Float> {
+        ring + (layer * 2 + chunk % 2) * layout.floatsPerPage
+    }
+
+    /// Rotates `src` (one head) by relative position `p` into `dst`.
+    @inline(__always)
+    private func rotate(_ src: UnsafePointer<Float>, by p: Int, into dst: UnsafeMutablePointer<Float>) {
+        let t = ropeTable + p * ropeDim
+        for i in 0..<ropeDim / 2 {
+            let c = t[2 * i], s = t[2 * i + 1]
+            let a = src[2 * i], b = src[2 * i + 1]
+            dst[2 * i] = a * c - b * s
+            dst[2 * i + 1] = a * s + b * c
+        }
+        var i = ropeDim
+        while i < D { dst[i] = src[i]; i += 1 }
+    }
+
+    public func attend(layer: Int, start: Int, count: Int,
+                       q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                       out: UnsafeMutablePointer<Float>) throws {
+        precondition(count <= w, "LongHeads takes blocks of at most one chunk (\(w) tokens), got \(count)")
+        // A block may straddle one chunk boundary: handle each chunk's segment in order.
+        var i0 = 0
+        while i0 < count {
+            let p0 = start + i0
+            let i1 = min(count, i0 + (w - p0 % w))
+            try attendSegment(layer: layer, p0: p0, n: i1 - i0, q: q + i0 * H * D, k: k + i0 * G * D, v: v + i0 * G * D, out: out + i0 * H * D)
+            i0 = i1
+        }
+    }
+
+    /// Tokens at positions p0..<p0+n, all inside chunk c = p0 / w.
+    private func attendSegment(layer l: Int, p0: Int, n: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                               v: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) throws {
+        let c = p0 / w
+        let o0 = p0 % w
+        precondition(c >= archive.chunkCount, "position \(p0) is inside an archived chunk")
+        if o0 == 0 { ringChunk[l][c % 2] = c }
+        precondition(ringChunk[l][c % 2] == c, "tokens must arrive in order")
+        let page = ringPage(layer: l, chunk: c)
+
+        // 1. Keep the new tokens: keys with local RoPE (tiled and row-major), values, unrotated queries.
+        for i in 0..<n {
+            let o = o0 + i
+            (chunkQ + ((l * w + o) * H) * D).update(from: q + i * H * D, count: H * D)
+            for g in 0..<G {
+                let kr = chunkK + ((l * w + o) * G + g) * D
+                rotate(k + (i * G + g) * D, by: o, into: kr)
+                lh_store_key_tiled(page + layout.keys(g), Int32(D), Int32(o), kr)
+                (page + layout.values(g) + o * D).update(from: v + (i * G + g) * D, count: D)
+            }
+        }
+
+        // 2. Selection per (token, head): sorted chunk lists.
+        try select(layer: l, p0: p0, n: n, q: q)
+
+        // 3. Archived chunks: each read once for the block; one partial softmax per (token·head, slot).
+        let T = pool.threads
+        let pairs = n * H
+        var nreq = 0
+        for i in 0..<n {
+            for h in 0..<H {
+                let pair = i * H + h
+                let cnt = Int(selectionCount[pair])
+                for s in 0..<cnt {
+                    let j = Int(selection[pair * maxSlots + s])
+                    if j < c - 1 { requests[nreq] = UInt64(j) << 32 | UInt64(pair) << 8 | UInt64(s); nreq += 1 }
+                }
+            }
+        }
+        var reqs = UnsafeMutableBufferPointer(start: requests, count: nreq)
+        reqs.sort()
+        // Group boundaries: runs of the same chunk.
+        var groups = [Int]()
+        groups.reserveCapacity(64)
+        var r = 0
+        while r < nreq {
+            groups.append(r)
+            let j = reqs[r] >> 32
+            while r < nreq && reqs[r] >> 32 == j { r += 1 }
+        }
+        groups.append(nreq)
+        let failure = Mutex<Error?>(nil)
+        let nGroups = groups.count - 1
+        groups.withUnsafeBufferPointer { gb in
+            pool.runWithThread(tasks: nGroups) { task, thread in
+                let lo = gb[task], hi = gb[task + 1]
+                let chunk = Int(reqs[lo] >> 32)
+                do {
+                    try self.archive.withPage(chunk: chunk, layer: l) { pg in
+                        for x in lo..<hi {
+                            let pair = Int((reqs[x] >> 8) & 0xFFFFFF), s = Int(reqs[x] & 0xFF)
+                            let i = pair / self.H, h = pair % self.H, g = h / self.group
+                            let S = Int(self.selectionCount[pair])
+                            let rq = self.rotated + thread * self.D
+                            self.rotate(q + pair * self.D, by: (S - 1 - s) * self.w + (o0 + i), into: rq)
+                            let slot = pair * self.maxSlots + s
+                            self.partialState[slot] = lh_softmax_state(m: -.infinity, l: 0)
+                            let acc = self.partialAcc + slot * self.D
+                            acc.update(repeating: 0, count: self.D)
+                            lh_attn_update(rq, Int32(self.D), 1, Int32(self.D), pg + self.layout.keys(g), pg + self.layout.values(g),
+                                           Int32(self.D), Int32(self.w), nil, self.scale, self.partialState + slot, acc, Int32(self.D))
+                        }
+                    }
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                }
+            }
+        }
+        if let e = failure.withLock({ $0 }) { throw e }
+
+        // 4. Merge the archived partials in slot order, then the recent chunks c-1 and c from RAM; normalize.
+        let prev = c >= 1 ? ringPage(layer: l, chunk: c - 1) : nil
+        let tasks = min(pairs, T * 8)
+        pool.runWithThread(tasks: tasks) { task, thread in
+            var pair = task
+            let rq = self.rotated + thread * self.D
+            while pair < pairs {
+                let i = pair / self.H, h = pair % self.H, g = h / self.group
+                let o = o0 + i
+                let S = Int(self.selectionCount[pair])
+                var st = lh_softmax_state(m: -.infinity, l: 0)
+                let acc = out + pair * self.D
+                acc.update(repeating: 0, count: self.D)
+                for s in 0..<S where Int(self.selection[pair * self.maxSlots + s]) < c - 1 {
+                    let part = self.partialState[pair * self.maxSlots + s]
+                    guard part.l > 0 else { continue }
+                    let pacc = self.partialAcc + (pair * self.maxSlots + s) * self.D
+                    let m = max(st.m, part.m)
+                    let a = st.l > 0 ? expf(st.m - m) : 0, b = expf(part.m - m)
+                    for d in 0..<self.D { acc[d] = acc[d] * a + pacc[d] * b }
+                    st = lh_softmax_state(m: m, l: st.l * a + part.l * b)
+                }
+                // The previous chunk is slot S-2, the current chunk slot S-1 (both always selected).
+                if let prev, S >= 2 {
+                    self.rotate(q + pair * self.D, by: self.w + o, into: rq)
+                    lh_attn_update(rq, Int32(self.D), 1, Int32(self.D), prev + self.layout.keys(g), prev + self.layout.values(g),
+                                   Int32(self.D), Int32(self.w), nil, self.scale, &st, acc, Int32(self.D))
+                }
+                self.rotate(q + pair * self.D, by: o, into: rq)
+                lh_attn_update(rq, Int32(self.D), 1, Int32(self.D), page + self.layout.keys(g), page + self.layout.values(g),
+                               Int32(self.D), Int32(o + 1), nil, self.scale, &st, acc, Int32(self.D))
+                let inv = 1 / st.l
+                for d in 0..<self.D { acc[d] *= inv }
+                pair += tasks
+            }
+        }
+
+        // 5. A completed chunk: key features for this layer; after the last layer, archive it.
+        if (p0 + n) % w == 0 {
+            computeFeatures(layer: l, page: page)
+            if l == L - 1 {
+                let pages = (0..<L).map { UnsafeBufferPointer(start: ringPage(layer: $0, chunk: c), count: layout.floatsPerPage) }
+                try archive.append(pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: L * H * D))
+            }
+        }
+    }
+
+    /// Fills `selection`/`selectionCount` for the segment's tokens (LONGHEADS.md "Selection"): below
+    /// `beginSelective` all chunks 0...c; past it chunk 0, the previous and the current chunk always, and the
+    /// K-3 best of chunks 1...c-2 by dot(q without RoPE, key feature), sorted.
+    private func select(layer l: Int, p0: Int, n: Int, q: UnsafeMutablePointer<Float>) throws {
+        let c = p0 / w
+        let pick = parameters.chunksPerQuery - 3
+        let selectiveFrom = max(0, min(n, parameters.beginSelective - p0))  // first selective token index
+        for i in 0..<selectiveFrom {
+            for h in 0..<H {
+                let pair = i * H + h
+                for s in 0...c { selection[pair * maxSlots + s] = Int32(s) }
+                selectionCount[pair] = Int32(c + 1)
+            }
+        }
+        if selectiveFrom < n {
+            precondition(c >= 3 && c - 2 >= pick)
+            let features = try archive.features()
+            let stride = L * H * D
+            let first = selectiveFrom * H, pairs = n * H
+            let tasks = min(pairs - first, 64)
+            pool.run(tasks: tasks) { task in
+                withUnsafeTemporaryAllocation(of: (Float, Int32).self, capacity: max(pick, 1)) { best in
+                    var pair = first + task
+                    while pair < pairs {
+                        let h = pair % self.H
+                        let qh = UnsafePointer(q + pair * self.D)
+                        // Keep the `pick` best, in descending score; ties keep the earlier chunk.
+                        for b in 0..<pick { best[b] = (-.infinity, Int32.max) }
+                        for j in 1...(c - 2) {
+                            let s = Ops.dot(qh, features + j * stride + (l * self.H + h) * self.D, self.D)
+                            if pick > 0 && s > best[pick - 1].0 {
+                                var b = pick - 1
+                                while b > 0 && s > best[b - 1].0 { best[b] = best[b - 1]; b -= 1 }
+                                best[b] = (s, Int32(j))
+                            }
+                        }
+                        let sel = self.selection + pair * self.maxSlots
+                        sel[0] = 0
+                        for b in 0..<pick { sel[1 + b] = best[b].1 }
+                        var chosen = UnsafeMutableBufferPointer(start: sel + 1, count: pick)
+                        chosen.sort()
+                        sel[pick + 1] = Int32(c - 1)
+                        sel[pick + 2] = Int32(c)
+                        self.selectionCount[pair] = Int32(pick + 3)
+                        pair += tasks
+                    }
+                }
+            }
+        }
+        selectionObserver?(l, p0, n, maxSlots, selection, selectionCount)
+    }
+
+    /// Key features of the chunk in `page` for every head of layer `l` (LONGHEADS.md "Per-chunk
+    /// representation"): local-RoPE q/k, full attention inside the chunk, mean output = value feature,
+    /// then the value feature as a single query over the keys with the keys as values = key feature.
+    private func computeFeatures(layer l: Int, page: UnsafeMutablePointer<Float>) {
+        pool.run(tasks: H) { h in
+            let g = h / self.group
+            let qs = self.featQ + h * self.w * self.D
+            let st = self.featState + h * self.w
+            let acc = self.featAcc + h * self.w * self.D
+            for o in 0..<self.w {
+                self.rotate(self.chunkQ + ((l * self.w + o) * self.H + h) * self.D, by: o, into: qs + o * self.D)
+                st[o] = lh_softmax_state(m: -.infinity, l: 0)
+            }
+            acc.update(repeating: 0, count: self.w * self.D)
+            lh_attn_update(qs, Int32(self.D), Int32(self.w), Int32(self.D), page + self.layout.keys(g), page + self.layout.values(g),
+                           Int32(self.D), Int32(self.w), nil, self.scale, st, acc, Int32(self.D))
+            // Value feature: mean of the normalized outputs (reuse row 0 of qs as scratch).
+            let vf = qs
+            vf.update(repeating: 0, count: self.D)
+            for o in 0..<self.w {
+                let inv = 1 / (st[o].l * Float(self.w))
+                for d in 0..<self.D { vf[d] += acc[o * self.D + d] * inv }
+            }
+            // Key feature: vf attends over the local-RoPE keys, with the keys as values.
+            var s1 = lh_softmax_state(m: -.infinity, l: 0)
+            let kf = self.pendingFeatures + (l * self.H + h) * self.D
+            kf.update(repeating: 0, count: self.D)
+            lh_attn_update(vf, Int32(self.D), 1, Int32(self.D), page + self.layout.keys(g), self.chunkK + (l * self.w * self.G + g) * self.D,
+                           Int32(self.G * self.D), Int32(self.w), nil, self.scale, &s1, kf, Int32(self.D))
+            for d in 0..<self.D { kf[d] /= s1.l }
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

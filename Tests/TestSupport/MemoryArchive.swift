@@ -1,0 +1,26 @@
+import LongHeads
+
+/// A test double for `ChunkArchive` that keeps pages in arrays (the product archives into a KVStore).
+public final class MemoryArchive: ChunkArchive, @unchecked Sendable {
+    public private(set) var pages: [[[Float]]] = []     // [chunk][layer][floats]
+    public private(set) var featureRows: [Float] = []
+    public private(set) var reads = 0
+
+    public init() {}
+
+    public var chunkCount: Int { pages.count }
+
+    public func features() throws -> UnsafePointer<Float> {
+        featureRows.withUnsafeBufferPointer { $0.baseAddress! }  // stable while not appended to
+    }
+
+    public func append(pages p: [UnsafeBufferPointer<Float>], features f: UnsafeBufferPointer<Float>) throws {
+        pages.append(p.map(Array.init))
+        featureRows.append(contentsOf: f)
+    }
+
+    public func withPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
+        reads += 1
+        return try pages[chunk][layer].withUnsafeBufferPointer { try body($0.baseAddress!) }
+    }
+}
