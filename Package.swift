@@ -26,10 +26,16 @@ let package = Package(
         .target(name: "LongHeads", dependencies: ["Model", "Kernels", "CKernels"], swiftSettings: optimized),
         .target(name: "Generation", dependencies: ["Model", "Tokenization"], swiftSettings: optimized),
         .target(name: "ModelCache"),
+        // On-disk KV store of a long document: LZ4 pages, mapped features, crash-safe commits (LONGHEADS.md).
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .target(name: "CStoreSupport", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        .target(name: "KVStore", dependencies: ["CLZ4", "CStoreSupport"], swiftSettings: optimized),
+        // Documents: ingest into a store, open it, answer questions (LongHeads over KVStore).
+        .target(name: "Pipeline", dependencies: ["GGUF", "Tokenization", "Model", "LongHeads", "Generation", "KVStore"]),
         .executableTarget(
             name: "longheads",
             dependencies: [
-                "GGUF", "Tokenization", "Model", "Generation", "ModelCache",
+                "GGUF", "Tokenization", "Model", "Generation", "ModelCache", "LongHeads", "KVStore", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Tiny generated GGUF models and a plain-float reference forward pass, shared by the test targets.
@@ -37,6 +43,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "CStoreSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "LongHeads", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache"], resources: [.copy("Fixtures")]),

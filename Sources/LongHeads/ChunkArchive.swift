@@ -11,8 +11,8 @@ public protocol ChunkArchive: AnyObject {
     /// Complete chunks archived so far.
     var chunkCount: Int { get }
 
-    /// Key features of chunks `0..<chunkCount`: `[chunk][layers][heads][headDim]`, valid until the next `append`.
-    func features() throws -> UnsafePointer<Float>
+    /// Key features of an archived chunk, `[layers][heads][headDim]`; valid while the archive lives.
+    func features(ofChunk chunk: Int) throws -> UnsafePointer<Float>
 
     /// Archives chunk `chunkCount` (all layers' pages at once, `pages[layer]`) with its key features.
     func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws

@@ -45,13 +45,18 @@ public final class LongHeadsAttention: Attention {
     // Per-call scratch, sized for a block of `w` tokens.
     private let selection: UnsafeMutablePointer<Int32>     // [w][heads][maxSlots] chosen chunks, sorted
     private let selectionCount: UnsafeMutablePointer<Int32> // [w][heads]
-    private let requests: UnsafeMutablePointer<UInt64>     // (chunk << 32 | token·heads+head << 8 | slot) archived reads
+    private let requests: UnsafeMutablePointer<UInt64>     // chunk << 40 | kvHead << 32 | token·heads+head << 8 | slot
     // Partial softmax of each archived (token·head, slot) read, merged in slot order afterwards so that
     // results do not depend on which thread read which chunk.
     private let partialState: UnsafeMutablePointer<lh_softmax_state> // [w·heads][maxSlots]
     private let partialAcc: UnsafeMutablePointer<Float>    // [w·heads][maxSlots][headDim]
-    private let rotated: UnsafeMutablePointer<Float>       // [threads][headDim]
+    private let scratchQ: UnsafeMutablePointer<Float>      // [threads][w][headDim] rotated queries of one work item
+    private let scratchAcc: UnsafeMutablePointer<Float>    // [threads][w][headDim]
+    private let scratchState: UnsafeMutablePointer<lh_softmax_state> // [threads][w]
+    private let scratchLimit: UnsafeMutablePointer<Int32>  // [threads][w]
     // Feature scratch per head: rotated queries [w][D], states [w], outputs [w][D].
+    private var featureRows: UnsafeMutablePointer<UnsafePointer<Float>?>
+    private var featureRowsCapacity = 1024
     private let featQ: UnsafeMutablePointer<Float>
     private let featState: UnsafeMutablePointer<lh_softmax_state>
     private let featAcc: UnsafeMutablePointer<Float>
@@ -92,7 +97,11 @@ public final class LongHeadsAttention: Attention {
         let T = pool.threads
         partialState = .allocate(capacity: w * H * maxSlots)
         partialAcc = .allocate(capacity: w * H * maxSlots * D)
-        rotated = .allocate(capacity: T * D)
+        scratchQ = .allocate(capacity: T * w * D)
+        scratchAcc = .allocate(capacity: T * w * D)
+        scratchState = .allocate(capacity: T * w)
+        scratchLimit = .allocate(capacity: T * w)
+        featureRows = .allocate(capacity: featureRowsCapacity)
         featQ = .allocate(capacity: H * w * D)
         featState = .allocate(capacity: H * w)
         featAcc = .allocate(capacity: H * w * D)
@@ -108,9 +117,10 @@ public final class LongHeadsAttention: Attention {
     }
 
     deinit {
-        for p in [ropeTable, ring, chunkQ, chunkK, pendingFeatures, partialAcc, rotated, featQ, featAcc] { p.deallocate() }
+        for p in [ropeTable, ring, chunkQ, chunkK, pendingFeatures, partialAcc, scratchQ, scratchAcc, featQ, featAcc] { p.deallocate() }
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
-        partialState.deallocate(); featState.deallocate()
+        partialState.deallocate(); featState.deallocate(); featureRows.deallocate()
+        scratchState.deallocate(); scratchLimit.deallocate()
     }
 
     private func ringPage(layer: Int, chunk: Int) -> UnsafeMutablePointer<Float> {
@@ -170,92 +180,99 @@ public final class LongHeadsAttention: Attention {
         // 2. Selection per (token, head): sorted chunk lists.
         try select(layer: l, p0: p0, n: n, q: q)
 
-        // 3. Archived chunks: each read once for the block; one partial softmax per (token·head, slot).
-        let T = pool.threads
+        // 3. Every selected (chunk, KV head): all queries that chose it — across the block's tokens and the
+        //    heads sharing that KV head — rotated to their slot positions and run in one kernel call, so each
+        //    chunk is read once per block and each key tile serves many queries. One partial softmax per
+        //    (token·head, slot); archived chunks come from the archive, c-1 and c from the RAM ring.
         let pairs = n * H
         var nreq = 0
-        for i in 0..<n {
-            for h in 0..<H {
-                let pair = i * H + h
-                let cnt = Int(selectionCount[pair])
-                for s in 0..<cnt {
-                    let j = Int(selection[pair * maxSlots + s])
-                    if j < c - 1 { requests[nreq] = UInt64(j) << 32 | UInt64(pair) << 8 | UInt64(s); nreq += 1 }
-                }
+        for pair in 0..<pairs {
+            let g = (pair % H) / group
+            let cnt = Int(selectionCount[pair])
+            for s in 0..<cnt {
+                let j = UInt64(selection[pair * maxSlots + s])
+                requests[nreq] = j << 40 | UInt64(g) << 32 | UInt64(pair) << 8 | UInt64(s)
+                nreq += 1
             }
         }
         var reqs = UnsafeMutableBufferPointer(start: requests, count: nreq)
         reqs.sort()
-        // Group boundaries: runs of the same chunk.
-        var groups = [Int]()
-        groups.reserveCapacity(64)
+        // Work items: runs of one (chunk, KV head), cut into pieces of at most `piece` queries.
+        let piece = w
+        var items = [(Int, Int)]()
+        items.reserveCapacity(64)
         var r = 0
         while r < nreq {
-            groups.append(r)
-            let j = reqs[r] >> 32
-            while r < nreq && reqs[r] >> 32 == j { r += 1 }
+            let key = reqs[r] >> 32
+            var e = r
+            while e < nreq && reqs[e] >> 32 == key { e += 1 }
+            var x = r
+            while x < e { items.append((x, min(e, x + piece))); x += piece }
+            r = e
         }
-        groups.append(nreq)
         let failure = Mutex<Error?>(nil)
-        let nGroups = groups.count - 1
-        groups.withUnsafeBufferPointer { gb in
-            pool.runWithThread(tasks: nGroups) { task, thread in
-                let lo = gb[task], hi = gb[task + 1]
-                let chunk = Int(reqs[lo] >> 32)
-                do {
-                    try self.archive.withPage(chunk: chunk, layer: l) { pg in
-                        for x in lo..<hi {
-                            let pair = Int((reqs[x] >> 8) & 0xFFFFFF), s = Int(reqs[x] & 0xFF)
-                            let i = pair / self.H, h = pair % self.H, g = h / self.group
-                            let S = Int(self.selectionCount[pair])
-                            let rq = self.rotated + thread * self.D
-                            self.rotate(q + pair * self.D, by: (S - 1 - s) * self.w + (o0 + i), into: rq)
-                            let slot = pair * self.maxSlots + s
-                            self.partialState[slot] = lh_softmax_state(m: -.infinity, l: 0)
-                            let acc = self.partialAcc + slot * self.D
-                            acc.update(repeating: 0, count: self.D)
-                            lh_attn_update(rq, Int32(self.D), 1, Int32(self.D), pg + self.layout.keys(g), pg + self.layout.values(g),
-                                           Int32(self.D), Int32(self.w), nil, self.scale, self.partialState + slot, acc, Int32(self.D))
-                        }
+        let prevPage = c >= 1 ? ringPage(layer: l, chunk: c - 1) : nil
+        items.withUnsafeBufferPointer { ib in
+            pool.runWithThread(tasks: ib.count) { task, thread in
+                let (lo, hi) = ib[task]
+                let chunk = Int(reqs[lo] >> 40), g = Int((reqs[lo] >> 32) & 0xFF)
+                let m = hi - lo
+                let qs = self.scratchQ + thread * self.w * self.D
+                let st = self.scratchState + thread * self.w
+                let lim = self.scratchLimit + thread * self.w
+                for x in 0..<m {
+                    let pair = Int((reqs[lo + x] >> 8) & 0xFFFFFF), s = Int(reqs[lo + x] & 0xFF)
+                    let o = o0 + pair / self.H
+                    let S = Int(self.selectionCount[pair])
+                    self.rotate(q + pair * self.D, by: (S - 1 - s) * self.w + o, into: qs + x * self.D)
+                    st[x] = lh_softmax_state(m: -.infinity, l: 0)
+                    lim[x] = Int32(chunk == c ? o + 1 : self.w)  // causal inside the current chunk
+                    (self.partialAcc + (pair * self.maxSlots + s) * self.D).update(repeating: 0, count: self.D)
+                }
+                func run(_ pg: UnsafePointer<Float>) {
+                    // Outputs go straight to each request's partial slot: rows are not evenly strided, so
+                    // the kernel writes a scratch block that is copied out.
+                    let acc = self.scratchAcc + thread * self.w * self.D
+                    acc.update(repeating: 0, count: m * self.D)
+                    lh_attn_update(qs, Int32(self.D), Int32(m), Int32(self.D), pg + self.layout.keys(g), pg + self.layout.values(g),
+                                   Int32(self.D), Int32(self.w), lim, self.scale, st, acc, Int32(self.D))
+                    for x in 0..<m {
+                        let slot = Int((reqs[lo + x] >> 8) & 0xFFFFFF) * self.maxSlots + Int(reqs[lo + x] & 0xFF)
+                        self.partialState[slot] = st[x]
+                        (self.partialAcc + slot * self.D).update(from: acc + x * self.D, count: self.D)
                     }
-                } catch {
-                    failure.withLock { if $0 == nil { $0 = error } }
+                }
+                if chunk == c {
+                    run(page)
+                } else if chunk == c - 1, let prevPage {
+                    run(prevPage)
+                } else {
+                    do { try self.archive.withPage(chunk: chunk, layer: l) { run($0) } } catch {
+                        failure.withLock { if $0 == nil { $0 = error } }
+                    }
                 }
             }
         }
         if let e = failure.withLock({ $0 }) { throw e }
 
-        // 4. Merge the archived partials in slot order, then the recent chunks c-1 and c from RAM; normalize.
-        let prev = c >= 1 ? ringPage(layer: l, chunk: c - 1) : nil
-        let tasks = min(pairs, T * 8)
-        pool.runWithThread(tasks: tasks) { task, thread in
+        // 4. Merge each query's partials in slot order and normalize.
+        let tasks = min(pairs, pool.threads * 8)
+        pool.run(tasks: tasks) { task in
             var pair = task
-            let rq = self.rotated + thread * self.D
             while pair < pairs {
-                let i = pair / self.H, h = pair % self.H, g = h / self.group
-                let o = o0 + i
                 let S = Int(self.selectionCount[pair])
                 var st = lh_softmax_state(m: -.infinity, l: 0)
                 let acc = out + pair * self.D
                 acc.update(repeating: 0, count: self.D)
-                for s in 0..<S where Int(self.selection[pair * self.maxSlots + s]) < c - 1 {
+                for s in 0..<S {
                     let part = self.partialState[pair * self.maxSlots + s]
                     guard part.l > 0 else { continue }
                     let pacc = self.partialAcc + (pair * self.maxSlots + s) * self.D
-                    let m = max(st.m, part.m)
-                    let a = st.l > 0 ? expf(st.m - m) : 0, b = expf(part.m - m)
+                    let mx = max(st.m, part.m)
+                    let a = st.l > 0 ? expf(st.m - mx) : 0, b = expf(part.m - mx)
                     for d in 0..<self.D { acc[d] = acc[d] * a + pacc[d] * b }
-                    st = lh_softmax_state(m: m, l: st.l * a + part.l * b)
+                    st = lh_softmax_state(m: mx, l: st.l * a + part.l * b)
                 }
-                // The previous chunk is slot S-2, the current chunk slot S-1 (both always selected).
-                if let prev, S >= 2 {
-                    self.rotate(q + pair * self.D, by: self.w + o, into: rq)
-                    lh_attn_update(rq, Int32(self.D), 1, Int32(self.D), prev + self.layout.keys(g), prev + self.layout.values(g),
-                                   Int32(self.D), Int32(self.w), nil, self.scale, &st, acc, Int32(self.D))
-                }
-                self.rotate(q + pair * self.D, by: o, into: rq)
-                lh_attn_update(rq, Int32(self.D), 1, Int32(self.D), page + self.layout.keys(g), page + self.layout.values(g),
-                               Int32(self.D), Int32(o + 1), nil, self.scale, &st, acc, Int32(self.D))
                 let inv = 1 / st.l
                 for d in 0..<self.D { acc[d] *= inv }
                 pair += tasks
@@ -288,8 +305,14 @@ public final class LongHeadsAttention: Attention {
         }
         if selectiveFrom < n {
             precondition(c >= 3 && c - 2 >= pick)
-            let features = try archive.features()
-            let stride = L * H * D
+            // One feature pointer per candidate chunk, fetched once per block.
+            if c > featureRowsCapacity {
+                featureRows.deallocate()
+                featureRowsCapacity = max(c, 2 * featureRowsCapacity)
+                featureRows = .allocate(capacity: featureRowsCapacity)
+            }
+            for j in 1...(c - 2) { featureRows[j] = try archive.features(ofChunk: j) }
+            let rows = featureRows
             let first = selectiveFrom * H, pairs = n * H
             let tasks = min(pairs - first, 64)
             pool.run(tasks: tasks) { task in
@@ -301,7 +324,7 @@ public final class LongHeadsAttention: Attention {
                         // Keep the `pick` best, in descending score; ties keep the earlier chunk.
                         for b in 0..<pick { best[b] = (-.infinity, Int32.max) }
                         for j in 1...(c - 2) {
-                            let s = Ops.dot(qh, features + j * stride + (l * self.H + h) * self.D, self.D)
+                            let s = Ops.dot(qh, rows[j]! + (l * self.H + h) * self.D, self.D)
                             if pick > 0 && s > best[pick - 1].0 {
                                 var b = pick - 1
                                 while b > 0 && s > best[b - 1].0 { best[b] = best[b - 1]; b -= 1 }

@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Generation
 import Model
+import LongHeads
 import ModelCache
+import Pipeline
 import Tokenization
 
 /// `longheads generate`: continue a prompt (or answer it as a chat turn) and print only the continuation.
@@ -39,6 +41,12 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Print timing (tokens/s) to stderr.")
     var verbose = false
 
+    @Option(name: .long, help: "Diagnostics: report per layer the share of heads whose selection holds the chunk with this token position, at the last prompt token.")
+    var selectionReport: Int?
+
+    @OptionGroup(title: "LongHeads (used when the prompt is longer than the attention length)")
+    var lh: LongHeadsOptions
+
     func validate() throws {
         if prompt != nil && promptFile != nil { throw ValidationError("give either --prompt or --prompt-file, not both") }
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
@@ -54,11 +62,16 @@ struct Generate: ParsableCommand {
             var ids = chat ? ChatTemplate.chatML(user: text, tokenizer: tokenizer) : tokenizer.encode(text)
             if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
             guard !ids.isEmpty else { throw GenerationError.emptyPrompt }
-            let attention = DenseAttention(config: model.config, capacity: ids.count + maxTokens, pool: model.pool)
             let out = FileHandle.standardOutput
+            let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
+            if ids.count + maxTokens > lh.parameters.beginSelective {
+                // Past the selective threshold: LongHeads through a temporary store, removed afterwards.
+                try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, out: out)
+                return
+            }
+            let attention = DenseAttention(config: model.config, capacity: ids.count + maxTokens, pool: model.pool)
             let result = try Generator(model: model, tokenizer: tokenizer).generate(
-                prompt: ids, maxTokens: maxTokens,
-                sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
+                prompt: ids, maxTokens: maxTokens, sampling: sampling,
                 attention: attention) { piece in out.write(Data(piece.utf8)) }
             out.write(Data("\n".utf8))
             if verbose {
@@ -67,6 +80,44 @@ struct Generate: ParsableCommand {
                            result.tokens.count, result.generationSeconds,
                            Double(result.tokens.count) / max(result.generationSeconds, 1e-9), result.stopReason.rawValue))
             }
+        }
+    }
+}
+
+extension Generate {
+    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, out: FileHandle) throws {
+        let dir = NSTemporaryDirectory() + "longheads-generate-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let head = Array(ids.dropLast())
+        try pipeline.ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: model.file,
+                            parameters: lh.parameters, precision: lh.kvPrecision, chat: chat)
+        let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: [ids.last!]) { attention in
+            guard let target = selectionReport else { return }
+            let chunk = Int32(target / lh.chunk)
+            let last = ids.count - 1
+            attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
+                guard p0 <= last && last < p0 + n else { return }
+                let i = last - p0, H = model.config.heads
+                var hits = 0
+                for h in 0..<H {
+                    let pair = i * H + h
+                    if (0..<Int(counts[pair])).contains(where: { slots[pair * maxSlots + $0] == chunk }) { hits += 1 }
+                }
+                log("selection: layer \(layer) chunk \(chunk) held by \(hits)/\(H) heads")
+            }
+        }
+        let t1 = clock.now
+        let answer = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) {
+            out.write(Data($0.utf8))
+        }
+        out.write(Data("\n".utf8))
+        if verbose {
+            log(String(format: "longheads %@: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s",
+                       lh.parameters.description, ids.count, (t1 - t0).seconds, Double(ids.count) / (t1 - t0).seconds,
+                       answer.count, (clock.now - t1).seconds))
         }
     }
 }

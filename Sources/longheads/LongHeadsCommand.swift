@@ -21,5 +21,5 @@ struct LongHeadsCommand: AsyncParsableCommand {
               70  model file invalid (truncated, not GGUF, unsupported type or architecture)
               74  I/O error while writing
             """,
-        subcommands: [Generate.self, Tokenize.self, Bench.self, ModelCommand.self])
+        subcommands: [Generate.self, Ingest.self, Ask.self, Verify.self, Tokenize.self, Bench.self, ModelCommand.self])
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import GGUF
+import KVStore
+import Pipeline
 import Generation
 import Model
 import ModelCache
@@ -40,6 +42,8 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as ModelCacheError: return fail(e.description, code: Exit.unavailable)
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
+    case let e as StoreError: return fail(e.description, code: e.isDiskFull ? Exit.ioError : Exit.dataError)
+    case let e as PipelineError: return fail(e.description, code: Exit.dataError)
     default: return fail("\(error)", code: Exit.internalError)
     }
 }

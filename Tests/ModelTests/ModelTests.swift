@@ -25,14 +25,20 @@ func relativeError(_ a: UnsafeBufferPointer<Float>, _ b: [Float]) -> Float {
         let att = DenseAttention(config: model.config, capacity: 64, pool: model.pool)
         let out = try model.forward(Self.tokens[...], start: 0, attention: att, logits: .all)
         let V = model.config.vocabSize
-        var agree = 0
+        var agree = 0, clear = 0
         for (i, row) in ref.enumerated() {
             let got = UnsafeBufferPointer(rebasing: out[i * V..<(i + 1) * V])
             // Activations are quantized to 8 bits per block of 32 (as llama.cpp does): a few percent at most.
             #expect(relativeError(got, row) < 0.05, "position \(i)")
+            // Top-1 must agree wherever the reference's top-1 is clear of its runner-up (F32 weights are
+            // requantized to 8 bits, which may flip near-ties).
+            let sorted = row.sorted(by: >)
+            guard sorted[0] - sorted[1] > 0.02 * row.map(abs).max()! else { continue }
+            clear += 1
             if got.indices.max(by: { got[$0] < got[$1] }) == row.indices.max(by: { row[$0] < row[$1] }) { agree += 1 }
         }
-        #expect(agree >= ref.count - 1)
+        #expect(clear >= ref.count / 2)
+        #expect(agree == clear)
     }
 
     @Test func prefillEqualsPrefillThenDecode() throws {

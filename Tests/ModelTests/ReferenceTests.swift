@@ -21,7 +21,7 @@ func fixtureLines(_ name: String) throws -> [[String: Any]] {
     }
 }
 
-@Suite(.enabled(if: realModel != nil, "default model not fetched (run Scripts/test.sh)"))
+@Suite(.serialized, .enabled(if: realModel != nil, "default model not fetched (run Scripts/test.sh)"))
 struct DefaultModelReferenceTests {
     /// `logits.jsonl`: float32 forward pass on the dequantized weights (transformers). Tolerances from
     /// the fixture's README: top-1 equal where the reference gap ≥ 0.25; |Δlogit| ≤ 1 on the top-5;

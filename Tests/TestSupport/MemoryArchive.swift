@@ -3,20 +3,22 @@ import LongHeads
 /// A test double for `ChunkArchive` that keeps pages in arrays (the product archives into a KVStore).
 public final class MemoryArchive: ChunkArchive, @unchecked Sendable {
     public private(set) var pages: [[[Float]]] = []     // [chunk][layer][floats]
-    public private(set) var featureRows: [Float] = []
+    public private(set) var featureRows: [UnsafeMutablePointer<Float>] = []
     public private(set) var reads = 0
 
     public init() {}
 
     public var chunkCount: Int { pages.count }
 
-    public func features() throws -> UnsafePointer<Float> {
-        featureRows.withUnsafeBufferPointer { $0.baseAddress! }  // stable while not appended to
-    }
+    deinit { featureRows.forEach { $0.deallocate() } }
+
+    public func features(ofChunk chunk: Int) throws -> UnsafePointer<Float> { UnsafePointer(featureRows[chunk]) }
 
     public func append(pages p: [UnsafeBufferPointer<Float>], features f: UnsafeBufferPointer<Float>) throws {
         pages.append(p.map(Array.init))
-        featureRows.append(contentsOf: f)
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: f.count)
+        row.initialize(from: f.baseAddress!, count: f.count)
+        featureRows.append(row)
     }
 
     public func withPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {

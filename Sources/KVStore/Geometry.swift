@@ -1,0 +1,109 @@
+/// How the KV values of a page are stored on disk (before LZ4).
+public enum KVPrecision: UInt32, Sendable, CustomStringConvertible {
+    /// IEEE half precision, round to nearest even; finite values beyond ±65504 saturate.
+    /// Relative error ≤ 2⁻¹¹ in the normal range (|x| ≥ 6.1e-5), absolute error ≤ 2⁻²⁵ below it.
+    case f16 = 0
+    /// 8-bit integers with one float32 scale per block of 32 values (scale = max|x| / 127).
+    /// Absolute error ≤ scale / 2 = max|block| / 254.
+    case q8 = 1
+
+    public var description: String { self == .f16 ? "f16" : "q8" }
+
+    /// Encoded bytes of `floats` values.
+    public func encodedBytes(floats n: Int) -> Int { self == .f16 ? 2 * n : n + 4 * ((n + 31) / 32) }
+}
+
+/// The numbers a store needs to lay out its files. The store knows nothing else about the model:
+/// `kvHeads`, `queryHeads` and `headDim` are recorded and checked, the float layout inside a page and
+/// inside a chunk's features is the caller's.
+public struct StoreGeometry: Sendable, Equatable, CustomStringConvertible {
+    /// Transformer layers: one page per (chunk, layer).
+    public var layers: Int
+    /// Key/value heads.
+    public var kvHeads: Int
+    /// Query heads.
+    public var queryHeads: Int
+    /// Dimension of one head.
+    public var headDim: Int
+    /// Tokens per chunk (LongHeads `w`, default 256).
+    public var chunkSize: Int
+    /// Floats in one page (one chunk, one layer): typically `2 * chunkSize * kvHeads * headDim` (K and V).
+    public var floatsPerPage: Int
+    /// Floats of selection features per chunk (all layers), stored uncompressed and mapped.
+    public var featureFloatsPerChunk: Int
+    /// On-disk precision of pages.
+    public var precision: KVPrecision
+
+    /// A geometry; `floatsPerPage` defaults to K and V of all KV heads for `chunkSize` tokens, and
+    /// `featureFloatsPerChunk` to one key feature per (layer, KV head): `layers * kvHeads * headDim`.
+    public init(layers: Int, kvHeads: Int, queryHeads: Int, headDim: Int, chunkSize: Int = 256,
+                floatsPerPage: Int? = nil, featureFloatsPerChunk: Int? = nil, precision: KVPrecision = .f16) {
+        self.layers = layers
+        self.kvHeads = kvHeads
+        self.queryHeads = queryHeads
+        self.headDim = headDim
+        self.chunkSize = chunkSize
+        self.floatsPerPage = floatsPerPage ?? 2 * chunkSize * kvHeads * headDim
+        self.featureFloatsPerChunk = featureFloatsPerChunk ?? layers * kvHeads * headDim
+        self.precision = precision
+    }
+
+    /// Bytes of one decoded page (float32).
+    public var pageBytes: Int { floatsPerPage * 4 }
+
+    public var description: String {
+        "\(layers) layers, \(kvHeads) KV heads, \(queryHeads) query heads, head dim \(headDim), chunk \(chunkSize) tokens, "
+            + "\(floatsPerPage) floats/page (\(precision)), \(featureFloatsPerChunk) feature floats/chunk"
+    }
+
+    /// Named fields, for comparisons that report which one differs.
+    var fields: [(String, Int)] {
+        [("layers", layers), ("kvHeads", kvHeads), ("queryHeads", queryHeads), ("headDim", headDim),
+         ("chunkSize", chunkSize), ("floatsPerPage", floatsPerPage),
+         ("featureFloatsPerChunk", featureFloatsPerChunk), ("precision", Int(precision.rawValue))]
+    }
+
+    func validate() throws {
+        for (name, v) in fields where name != "precision" && name != "featureFloatsPerChunk" {
+            guard v > 0, v <= Int(UInt32.max) / 4 else { throw StoreError.invalidArgument("geometry \(name) = \(v) is out of range") }
+        }
+        guard featureFloatsPerChunk >= 0, featureFloatsPerChunk <= Int(UInt32.max) / 4 else {
+            throw StoreError.invalidArgument("geometry featureFloatsPerChunk = \(featureFloatsPerChunk) is out of range")
+        }
+    }
+
+    /// Throws `geometryMismatch` naming the first field of `found` that differs from `self`.
+    func check(found: StoreGeometry, path: String) throws {
+        for ((name, e), (_, f)) in zip(fields, found.fields) where e != f {
+            throw StoreError.geometryMismatch(path: path, field: name, expected: e, found: f)
+        }
+    }
+}
+
+/// The committed state of a store, as recorded in its `header` file.
+public struct StoreHeader: Sendable, Equatable {
+    /// Format version of the files.
+    public var formatVersion: UInt32
+    /// 16 random bytes chosen at creation; every data file repeats them.
+    public var storeID: [UInt8]
+    /// 32 bytes given by the caller: identifies the model whose KV this is.
+    public var modelFingerprint: [UInt8]
+    /// 32 bytes given by the caller: identifies the tokenizer.
+    public var tokenizerFingerprint: [UInt8]
+    /// Layout numbers.
+    public var geometry: StoreGeometry
+    /// Caller-defined bits.
+    public var flags: UInt32
+    /// Committed chunks.
+    public var chunkCount: Int
+    /// Committed tokens (all chunks; only the last may be partial).
+    public var tokenCount: Int
+    /// End of the last committed chunk's byte range in the source text.
+    public var sourceBytesConsumed: UInt64
+    /// Committed length of the `pages` file.
+    public var pagesBytes: Int
+    /// Incremented by every commit.
+    public var commitSequence: UInt64
+    /// Caller-defined opaque bytes (≤ 64 KiB), e.g. JSON with parameters and source-file identity.
+    public var blob: [UInt8]
+}

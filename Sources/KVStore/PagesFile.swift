@@ -1,0 +1,195 @@
+import CLZ4
+import CStoreSupport
+
+// `pages` file: append-only; the 64-byte data-file prefix (FileSupport.swift; magic "LHPG", record
+// bytes 0), then one page per (chunk, layer), in chunk order and layer order within a chunk, back to
+// back (no padding). A page is a 40-byte page header followed by its stored bytes:
+//
+//   off size
+//     0  u32  magic "PAGE"
+//     4  u32  chunk
+//     8  u32  layer
+//    12  u32  tokens in the chunk (≤ chunkSize; the page always holds floatsPerPage floats, zero-padded)
+//    16  u8   codec: 0 = raw bytes stored as is, 1 = LZ4 block
+//    17  u8   precision: 0 = f16, 1 = q8
+//    18  u16  reserved (0)
+//    20  u32  raw bytes: the encoded page before LZ4
+//               f16: floatsPerPage × u16
+//               q8:  per block of 32 floats (the last may be shorter): f32 scale, i8 × count
+//    24  u32  stored bytes (that follow this header)
+//    28  u32  CRC32C of the stored bytes
+//    32  u32  reserved (0)
+//    36  u32  CRC32C of bytes [0, 36) of this page header
+//    40  u8[stored bytes]
+//
+// Codec 0 is used when LZ4 would not make the page smaller (near-random KV values): the reader then
+// skips the decompression. The page table (PageTableFile.swift) holds every page's offset, stored size
+// and data CRC as well, so a damaged page header is still found and named.
+
+let pagesMagic = magic("LHPG")
+let pageMagic = magic("PAGE")
+let pageHeaderBytes = 40
+
+enum PageCodec: UInt8 {
+    case raw = 0
+    case lz4 = 1
+}
+
+/// The fields of one page header.
+struct PageHeader: Equatable {
+    var chunk: Int
+    var layer: Int
+    var tokens: Int
+    var codec: UInt8
+    var precision: UInt8
+    var rawBytes: Int
+    var storedBytes: Int
+    var dataCRC: UInt32
+
+    func encode(into p: UnsafeMutableRawPointer) {
+        store32(p, 0, pageMagic)
+        store32(p, 4, UInt32(chunk))
+        store32(p, 8, UInt32(layer))
+        store32(p, 12, UInt32(tokens))
+        store32(p, 16, UInt32(codec) | UInt32(precision) << 8)
+        store32(p, 20, UInt32(rawBytes))
+        store32(p, 24, UInt32(storedBytes))
+        store32(p, 28, dataCRC)
+        store32(p, 32, 0)
+        store32(p, 36, crc32c(p, 36))
+    }
+
+    /// Parses the header at `p`; nil with the CRCs when it does not check out.
+    static func decode(_ p: UnsafeRawPointer) -> (header: PageHeader?, magic: UInt32, stored: UInt32, computed: UInt32) {
+        let m = load32(p, 0)
+        let stored = load32(p, 36), computed = crc32c(p, 36)
+        guard m == pageMagic, stored == computed else { return (nil, m, stored, computed) }
+        let cp = load32(p, 16)
+        let h = PageHeader(chunk: Int(load32(p, 4)), layer: Int(load32(p, 8)), tokens: Int(load32(p, 12)),
+                           codec: UInt8(cp & 0xff), precision: UInt8((cp >> 8) & 0xff), rawBytes: Int(load32(p, 20)),
+                           storedBytes: Int(load32(p, 24)), dataCRC: load32(p, 28))
+        return (h, m, stored, computed)
+    }
+}
+
+/// Turns float pages into stored pages (convert, LZ4, CRC). Owns fixed scratch buffers, so encoding
+/// allocates nothing. One per writer; not thread-safe.
+final class PageEncoder {
+    let floats: Int
+    let precision: KVPrecision
+    let rawBytes: Int
+    /// LZ4 acceleration (1 = best ratio of the fast compressor).
+    var acceleration: Int32 = 1
+    private let raw: UnsafeMutableRawPointer
+    /// Page header followed by room for the stored bytes.
+    private let out: UnsafeMutableRawPointer
+    private let outCapacity: Int
+    private let state: UnsafeMutableRawPointer
+
+    init(floats: Int, precision: KVPrecision) {
+        self.floats = floats
+        self.precision = precision
+        rawBytes = precision.encodedBytes(floats: floats)
+        raw = .allocate(byteCount: rawBytes, alignment: 64)
+        outCapacity = pageHeaderBytes + max(rawBytes, Int(LZ4_compressBound(Int32(rawBytes))))
+        out = .allocate(byteCount: outCapacity, alignment: 64)
+        state = .allocate(byteCount: Int(LZ4_sizeofState()), alignment: 64)
+    }
+
+    deinit {
+        raw.deallocate()
+        out.deallocate()
+        state.deallocate()
+    }
+
+    /// Encodes one page; the returned bytes (header + stored) are valid until the next call.
+    func encode(_ src: UnsafePointer<Float>, chunk: Int, layer: Int, tokens: Int)
+        -> (bytes: UnsafeRawBufferPointer, storedBytes: Int, dataCRC: UInt32) {
+        switch precision {
+        case .f16: cs_f32_to_f16(raw.assumingMemoryBound(to: UInt16.self), src, floats)
+        case .q8: cs_f32_to_q8(raw.assumingMemoryBound(to: UInt8.self), src, floats)
+        }
+        let dst = out + pageHeaderBytes
+        let n = Int(LZ4_compress_fast_extState(state, raw.assumingMemoryBound(to: CChar.self),
+                                               dst.assumingMemoryBound(to: CChar.self), Int32(rawBytes),
+                                               Int32(outCapacity - pageHeaderBytes), acceleration))
+        let codec: PageCodec
+        let stored: Int
+        if n > 0 && n < rawBytes {
+            codec = .lz4
+            stored = n
+        } else {
+            codec = .raw
+            stored = rawBytes
+            dst.copyMemory(from: raw, byteCount: rawBytes)
+        }
+        let crc = crc32c(dst, stored)
+        PageHeader(chunk: chunk, layer: layer, tokens: tokens, codec: codec.rawValue, precision: UInt8(precision.rawValue),
+                   rawBytes: rawBytes, storedBytes: stored, dataCRC: crc).encode(into: out)
+        return (UnsafeRawBufferPointer(start: out, count: pageHeaderBytes + stored), stored, crc)
+    }
+}
+
+/// Reading one page out of the mapped `pages` file.
+enum PageDecoder {
+    /// Checks and decodes the page whose header is at `offset` of the mapping into `dst`
+    /// (`floats` floats), without scratch memory: the LZ4 block is decompressed into the tail of
+    /// `dst` and converted to float32 in place (cstoresupport.h explains why that is safe).
+    /// - Parameters:
+    ///   - expected: what the page table says: stored bytes and data CRC.
+    ///   - end: committed (or written) length of the file; nothing past it is read.
+    static func decode(base: UnsafeRawPointer, offset: Int, end: Int, path: String, chunk: Int, layer: Int,
+                       expectedStored: Int, expectedCRC: UInt32, tokens: Int?, geometry g: StoreGeometry,
+                       into dst: UnsafeMutablePointer<Float>) throws {
+        guard offset >= dataFileHeaderBytes, offset + pageHeaderBytes + expectedStored <= end else {
+            throw StoreError.inconsistent(path: path, what: "page table entry of chunk \(chunk) layer \(layer)", offset: offset,
+                                          expected: "a page inside the \(end) committed bytes",
+                                          found: "\(pageHeaderBytes + expectedStored) bytes at offset \(offset)")
+        }
+        let hp = base + offset
+        let (hOpt, m, hStored, hComputed) = PageHeader.decode(hp)
+        guard let h = hOpt else {
+            if m != pageMagic {
+                throw StoreError.inconsistent(path: path, what: "page header magic of chunk \(chunk) layer \(layer)", offset: offset,
+                                              expected: hex32(pageMagic), found: hex32(m))
+            }
+            throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset, expected: hStored, found: hComputed)
+        }
+        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        func mismatch(_ what: String, _ e: String, _ f: String) -> StoreError {
+            .inconsistent(path: path, what: "\(what) in page header of chunk \(chunk) layer \(layer)", offset: offset, expected: e, found: f)
+        }
+        if h.chunk != chunk || h.layer != layer { throw mismatch("page identity", "chunk \(chunk) layer \(layer)", "chunk \(h.chunk) layer \(h.layer)") }
+        if h.storedBytes != expectedStored { throw mismatch("stored size", "\(expectedStored)", "\(h.storedBytes)") }
+        if h.dataCRC != expectedCRC { throw mismatch("data CRC", hex32(expectedCRC), hex32(h.dataCRC)) }
+        if h.rawBytes != rawBytes { throw mismatch("raw size", "\(rawBytes)", "\(h.rawBytes)") }
+        if h.precision != UInt8(g.precision.rawValue) { throw mismatch("precision", "\(g.precision.rawValue)", "\(h.precision)") }
+        if let tokens, h.tokens != tokens { throw mismatch("token count", "\(tokens)", "\(h.tokens)") }
+        guard let codec = PageCodec(rawValue: h.codec) else { throw mismatch("codec", "0 or 1", "\(h.codec)") }
+        if codec == .raw && h.storedBytes != rawBytes { throw mismatch("stored size of a raw page", "\(rawBytes)", "\(h.storedBytes)") }
+        let data = hp + pageHeaderBytes
+        let crc = crc32c(data, h.storedBytes)
+        guard crc == h.dataCRC else {
+            throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset + pageHeaderBytes,
+                                                  expected: h.dataCRC, found: crc)
+        }
+        let n = g.floatsPerPage
+        let src: UnsafeRawPointer
+        if codec == .lz4 {
+            let tail = UnsafeMutableRawPointer(dst) + (4 * n - rawBytes)
+            let got = LZ4_decompress_safe(data.assumingMemoryBound(to: CChar.self), tail.assumingMemoryBound(to: CChar.self),
+                                          Int32(h.storedBytes), Int32(rawBytes))
+            guard Int(got) == rawBytes else {
+                throw StoreError.decompressionFailed(path: path, chunk: chunk, layer: layer, offset: offset,
+                                                     reason: got < 0 ? "malformed LZ4 block (error \(got))" : "\(got) bytes, expected \(rawBytes)")
+            }
+            src = UnsafeRawPointer(tail)
+        } else {
+            src = data
+        }
+        switch g.precision {
+        case .f16: cs_f16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), n)
+        case .q8: cs_q8_to_f32(dst, src.assumingMemoryBound(to: UInt8.self), n)
+        }
+    }
+}

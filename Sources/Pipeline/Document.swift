@@ -1,0 +1,208 @@
+import Foundation
+import GGUF
+import Generation
+import KVStore
+import LongHeads
+import Model
+import Tokenization
+
+/// Errors of the document pipeline.
+public enum PipelineError: Error, CustomStringConvertible {
+    case emptyDocument
+    case badStoreInfo(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .emptyDocument: "the document is empty"
+        case .badStoreInfo(let p, let r): "\(p): store description unreadable: \(r)"
+        }
+    }
+}
+
+/// What a store records besides its pages (the header blob, JSON): how it was built and the tokens of the
+/// partial last chunk, which are not paged but re-run when the store is opened (fewer than one chunk).
+public struct StoreInfo: Codable, Sendable {
+    /// LongHeads chunk size.
+    public var chunkSize: Int
+    /// LongHeads attention length.
+    public var attentionLength: Int
+    /// LongHeads selective start.
+    public var beginSelective: Int
+    /// The document opens a chat user turn (`ask` closes it with the question).
+    public var chat: Bool
+    /// Tokens after the last full chunk.
+    public var tailTokens: [Int32]
+    /// Total document tokens (full chunks plus tail, template included).
+    public var tokens: Int
+    /// Bytes of source text ingested.
+    public var sourceBytes: Int
+    /// Model file name, for messages.
+    public var model: String
+
+    /// LongHeads parameters of the store.
+    public var parameters: LongHeadsParameters {
+        LongHeadsParameters(chunkSize: chunkSize, attentionLength: attentionLength, beginSelective: beginSelective)
+    }
+}
+
+/// Ingest and question answering over one document store.
+public struct DocumentPipeline {
+    /// The model.
+    public let model: LlamaModel
+    /// Its tokenizer.
+    public let tokenizer: Tokenizer
+    /// Byte budget of the decompressed-page cache.
+    public let budgetBytes: Int
+
+    /// A pipeline for `model`.
+    public init(model: LlamaModel, tokenizer: Tokenizer, budgetBytes: Int) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.budgetBytes = budgetBytes
+    }
+
+    /// Store geometry for `parameters` and `precision`.
+    public func geometry(_ p: LongHeadsParameters, precision: KVPrecision) -> StoreGeometry {
+        let c = model.config
+        return StoreGeometry(layers: c.layers, kvHeads: c.kvHeads, queryHeads: c.heads, headDim: c.headDim, chunkSize: p.chunkSize,
+                             floatsPerPage: 2 * p.chunkSize * c.kvHeads * c.headDim, featureFloatsPerChunk: c.layers * c.heads * c.headDim,
+                             precision: precision)
+    }
+
+    /// Token ids of a document, with the chat opening when `chat` (system turn + `<|im_start|>user\n`).
+    public func documentTokens(_ text: String, chat: Bool) -> (ids: [Int32], byteEnds: [Int]) {
+        var ids = [Int32]()
+        if chat {
+            ids += tokenizer.encode("<|im_start|>system\n", parseSpecial: true)
+            ids += tokenizer.encode(ChatTemplate.defaultSystem)
+            ids += tokenizer.encode("<|im_end|>\n<|im_start|>user\n", parseSpecial: true)
+        }
+        let prefix = ids.count
+        ids += tokenizer.encode(text)
+        if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
+        // Source byte offset after each token (template tokens map to 0).
+        var ends = [Int](repeating: 0, count: ids.count)
+        var at = 0
+        for i in ids.indices where i >= prefix {
+            at += tokenizer.pieceBytes(ids[i]).count
+            ends[i] = at
+        }
+        return (ids, ends)
+    }
+
+    /// Builds a store at `path` from `text`, chunk by chunk; returns its description.
+    @discardableResult
+    public func ingest(text: String, to path: String, modelFile: GGUFFile, parameters: LongHeadsParameters, precision: KVPrecision,
+                       chat: Bool, progress: (Int, Int) -> Void = { _, _ in }) throws -> StoreInfo {
+        let (ids, ends) = documentTokens(text, chat: chat)
+        guard !ids.isEmpty, !text.isEmpty else { throw PipelineError.emptyDocument }
+        return try ingest(ids: ids, byteEnds: ends, sourceBytes: text.utf8.count, to: path, modelFile: modelFile,
+                          parameters: parameters, precision: precision, chat: chat, progress: progress)
+    }
+
+    /// Builds a store from token ids; `byteEnds[i]` is the source byte offset after token i.
+    @discardableResult
+    public func ingest(ids: [Int32], byteEnds ends: [Int], sourceBytes: Int, to path: String, modelFile: GGUFFile,
+                       parameters: LongHeadsParameters, precision: KVPrecision, chat: Bool,
+                       progress: (Int, Int) -> Void = { _, _ in }) throws -> StoreInfo {
+        let w = parameters.chunkSize
+        let full = ids.count / w
+        var info = StoreInfo(chunkSize: w, attentionLength: parameters.attentionLength, beginSelective: parameters.beginSelective,
+                             chat: chat, tailTokens: Array(ids[(full * w)...]), tokens: ids.count, sourceBytes: sourceBytes,
+                             model: (modelFile.path as NSString).lastPathComponent)
+        let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
+                                            modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
+                                            flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
+        let archive = try StoreArchive(writer: writer, budgetBytes: budgetBytes)
+        let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
+        for c in 0..<full {
+            let lo = c * w, hi = lo + w
+            archive.nextChunk = (Array(ids[lo..<hi]), UInt64(lo == 0 ? 0 : ends[lo - 1])..<UInt64(ends[hi - 1]))
+            _ = try model.forward(ids[lo..<hi], start: lo, attention: attention, logits: .none)
+            progress(hi, ids.count)
+        }
+        info.tokens = ids.count
+        try writer.updateBlob(try JSONEncoder().encode(info).map { $0 })
+        try writer.commit()
+        try writer.close()
+        progress(ids.count, ids.count)
+        return info
+    }
+
+    /// An opened store, ready to take a question: the tail tokens have been run.
+    public final class Session {
+        /// The store's description.
+        public let info: StoreInfo
+        /// Its archive (page cache statistics live there).
+        public let archive: StoreArchive
+        /// The attention, positioned after the document.
+        public let attention: LongHeadsAttention
+        /// Next position.
+        public let position: Int
+
+        init(info: StoreInfo, archive: StoreArchive, attention: LongHeadsAttention, position: Int) {
+            self.info = info
+            self.archive = archive
+            self.attention = attention
+            self.position = position
+        }
+    }
+
+    /// Opens the store at `path` (refusing one made by another model) and runs its tail tokens, then
+    /// `extra` tokens; returns the session and the logits after the last token.
+    public func open(store path: String, modelFile: GGUFFile, then extra: [Int32],
+                     prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
+        let reader = try StoreReader.open(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
+        let info: StoreInfo
+        do { info = try JSONDecoder().decode(StoreInfo.self, from: Data(reader.header.blob)) } catch {
+            throw PipelineError.badStoreInfo(path: path, reason: "\(error)")
+        }
+        let archive = try StoreArchive(reader: reader, budgetBytes: budgetBytes)
+        let attention = try LongHeadsAttention(config: model.config, parameters: info.parameters, archive: archive, pool: model.pool)
+        prepare(attention)
+        let feed = info.tailTokens + extra
+        precondition(!feed.isEmpty)
+        var pos = reader.chunkCount * info.chunkSize
+        var logits = UnsafeBufferPointer<Float>(start: nil, count: 0)
+        var i = 0
+        while i < feed.count {
+            // Blocks never cross more than one chunk boundary.
+            let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize)
+            logits = try model.forward(feed[i..<(i + n)], start: pos, attention: attention, logits: i + n == feed.count ? .last : .none)
+            pos += n
+            i += n
+        }
+        return (Session(info: info, archive: archive, attention: attention, position: pos), logits)
+    }
+
+    /// Tokens of a question: in a chat store the user turn is closed and the answer opened.
+    public func questionTokens(_ question: String, chat: Bool, raw: Bool) -> [Int32] {
+        if raw || !chat {
+            return tokenizer.encode(raw ? question : "\n" + question)
+        }
+        return tokenizer.encode("\n\n" + question) + tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", parseSpecial: true)
+    }
+
+    /// Greedy/sampled continuation after `open`.
+    public func answer(session: Session, first logits: UnsafeBufferPointer<Float>, maxTokens: Int, sampling: SamplingParameters,
+                       onText: (String) -> Void) throws -> [Int32] {
+        var sampler = Sampler(sampling)
+        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var logits = logits
+        var pos = session.position
+        var out = [Int32]()
+        while out.count < maxTokens {
+            let next = sampler.sample(logits)
+            if tokenizer.isEndOfGeneration(next) { break }
+            out.append(next)
+            let piece = decoder.feed(next)
+            if !piece.isEmpty { onText(piece) }
+            if out.count == maxTokens { break }
+            logits = try model.forward([next], start: pos, attention: session.attention, logits: .last)
+            pos += 1
+        }
+        let rest = decoder.finish()
+        if !rest.isEmpty { onText(rest) }
+        return out
+    }
+}
