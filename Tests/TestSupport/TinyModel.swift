@@ -192,8 +192,64 @@ public struct ReferenceForward {
         }
     }
 
-    /// Logits for every position of `tokens`, `[tokens.count][vocab]`.
-    public func logits(_ tokens: [Int32]) -> [[Float]] {
+    /// Softmax attention of `q` over `keys`/`values` (rows), scale 1/sqrt(d).
+    func attendRows(_ q: [Float], _ keys: [[Float]], _ values: [[Float]]) -> [Float] {
+        let d = q.count
+        var s = keys.map { k in zip(q, k).reduce(Float(0)) { $0 + $1.0 * $1.1 } / Float(d).squareRoot() }
+        let m = s.max()!
+        s = s.map { expf($0 - m) }
+        let z = s.reduce(0, +)
+        var out = [Float](repeating: 0, count: values[0].count)
+        for (j, v) in values.enumerated() { for x in 0..<v.count { out[x] += s[j] / z * v[x] } }
+        return out
+    }
+
+    /// LongHeads as the paper's code computes it, naively (keys re-rotated at their slot positions, no
+    /// caching): the ground truth for the engine's local-RoPE/rotated-query implementation.
+    /// `qs`, `ks`, `vs` are the layer's UNROTATED projections per position.
+    func longHeadsAttention(qs: [[Float]], ks: [[Float]], vs: [[Float]], pos: Int, w: Int, attention: Int, beginSelective: Int) -> [Float] {
+        let (H, G, hd) = (c.heads, c.kvHeads, c.headDim)
+        let K = attention / w
+        let cur = pos / w
+        var out = [Float](repeating: 0, count: H * hd)
+        func head(_ v: [Float], _ h: Int) -> [Float] { Array(v[h * hd..<(h + 1) * hd]) }
+        func rotated(_ v: [Float], _ p: Int) -> [Float] { var x = v; rope(&x, offset: 0, position: p); return x }
+        for h in 0..<H {
+            let g = h / (H / G)
+            var chunks = Array(0...cur)
+            if pos >= beginSelective {
+                // Key feature of chunk j (local RoPE inside the chunk), scored with the unrotated query.
+                func keyFeature(_ j: Int) -> [Float] {
+                    let qL = (0..<w).map { rotated(head(qs[j * w + $0], h), $0) }
+                    let kL = (0..<w).map { rotated(head(ks[j * w + $0], g), $0) }
+                    let vL = (0..<w).map { head(vs[j * w + $0], g) }
+                    let outs = qL.map { attendRows($0, kL, vL) }
+                    let mean = (0..<hd).map { d in outs.reduce(Float(0)) { $0 + $1[d] } / Float(w) }
+                    return attendRows(mean, kL, kL)
+                }
+                let q = head(qs[pos], h)
+                let scored = (1...(cur - 2)).map { j in (zip(q, keyFeature(j)).reduce(Float(0)) { $0 + $1.0 * $1.1 }, j) }
+                let best = scored.sorted { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }.prefix(K - 3).map { $0.1 }
+                chunks = ([0] + best + [cur - 1, cur]).sorted()
+            }
+            // Lay the chunks out contiguously: slot s holds positions s·w ..< s·w + w; the query sits at the end.
+            var keys = [[Float]](), values = [[Float]]()
+            for (s, j) in chunks.enumerated() {
+                for o in 0..<w where j * w + o <= pos {
+                    keys.append(rotated(head(ks[j * w + o], g), s * w + o))
+                    values.append(head(vs[j * w + o], g))
+                }
+            }
+            let qpos = (chunks.count - 1) * w + pos % w
+            let o = attendRows(rotated(head(qs[pos], h), qpos), keys, values)
+            for d in 0..<hd { out[h * hd + d] = o[d] }
+        }
+        return out
+    }
+
+    /// Logits for every position of `tokens`, `[tokens.count][vocab]`; with `longHeads` (chunk, attention
+    /// length, selective start) attention follows the paper's LongHeads rule instead of dense.
+    public func logits(_ tokens: [Int32], longHeads: (Int, Int, Int)? = nil) -> [[Float]] {
         let (D, H, G, hd) = (c.dim, c.heads, c.kvHeads, c.headDim)
         let emb = tensor("token_embd.weight")
         var xs = tokens.map { Array(emb[Int($0) * D..<(Int($0) + 1) * D]) }
@@ -203,15 +259,20 @@ public struct ReferenceForward {
             let (wg, wu, wd) = (tensor(p + "ffn_gate.weight"), tensor(p + "ffn_up.weight"), tensor(p + "ffn_down.weight"))
             let (an, fn) = (tensor(p + "attn_norm.weight"), tensor(p + "ffn_norm.weight"))
             var ks = [[Float]](), vs = [[Float]](), qs = [[Float]]()
+            var rawQ = [[Float]](), rawK = [[Float]]()
             for (pos, x) in xs.enumerated() {
                 let h = rmsNorm(x, an)
                 var q = matvec(wq, h, rows: D), k = matvec(wk, h, rows: G * hd)
+                rawQ.append(q); rawK.append(k)
                 for hh in 0..<H { rope(&q, offset: hh * hd, position: pos) }
                 for g in 0..<G { rope(&k, offset: g * hd, position: pos) }
                 qs.append(q); ks.append(k); vs.append(matvec(wv, h, rows: G * hd))
             }
             for pos in 0..<xs.count {
                 var att = [Float](repeating: 0, count: D)
+                if let (w, attention, begin) = longHeads {
+                    att = longHeadsAttention(qs: rawQ, ks: rawK, vs: vs, pos: pos, w: w, attention: attention, beginSelective: begin)
+                } else {
                 for hh in 0..<H {
                     let g = hh / (H / G)
                     var s = (0...pos).map { j in
@@ -221,6 +282,7 @@ public struct ReferenceForward {
                     s = s.map { expf($0 - m) }
                     let z = s.reduce(0, +)
                     for j in 0...pos { for d in 0..<hd { att[hh * hd + d] += s[j] / z * vs[j][g * hd + d] } }
+                }
                 }
                 let o = matvec(wo, att, rows: D)
                 for d in 0..<D { xs[pos][d] += o[d] }
