@@ -136,5 +136,12 @@ final class StoreCore: @unchecked Sendable {
         let e = try PageTableRecord.entry(s.table + o, layer: layer, layers: geometry.layers, path: table.path, chunk: chunk, offset: o)
         try PageDecoder.decode(base: s.pages, offset: e.offset, end: s.pagesEnd, path: pages.path, chunk: chunk, layer: layer,
                                expectedStored: e.stored, expectedCRC: e.crc, tokens: e.tokens, geometry: geometry, into: dst)
+        // Drop the mapping's pages we just read: file-backed pages that stay mapped count towards the
+        // process's RSS, which would then grow with the document. They remain in the OS page cache, so
+        // a later read refaults them cheaply; the mapping is read-only, so nothing is lost.
+        let pageSize = 4096
+        let lo = e.offset / pageSize * pageSize
+        let hi = min(s.pagesEnd, (e.offset + pageHeaderBytes + e.stored + pageSize - 1) / pageSize * pageSize)
+        if hi > lo { _ = madvise(UnsafeMutableRawPointer(mutating: s.pages + lo), hi - lo, MADV_DONTNEED) }
     }
 }

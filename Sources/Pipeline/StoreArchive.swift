@@ -1,4 +1,5 @@
 import GGUF
+import Foundation
 import KVStore
 import LongHeads
 import Model
@@ -42,13 +43,20 @@ public func tokenizerFingerprint(_ file: GGUFFile) -> [UInt8] {
 /// LongHeads' archive over a KVStore: chunks a writer appends (ingest), or a committed store read back
 /// through a page cache with a hard memory budget (ask). Chunks completed while answering a question are
 /// kept in RAM for that session only: asking never modifies a store.
+///
+/// While ingesting, pages are decoded into a few reusable buffers instead of the cache: LongHeads reads
+/// each selected chunk once per block and layer, so a cache would only hold pages that are not read again,
+/// and memory would then grow with the document up to the budget.
 public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     /// The store read.
     public let reader: StoreReader
     /// The writer, when ingesting.
     public let writer: StoreWriter?
-    /// Decoded pages, bounded.
+    /// Decoded pages, bounded (ask).
     public let cache: PageCache
+    private let scratchLock = NSLock()
+    private var freeScratch: [UnsafeMutablePointer<Float>] = []
+    private var allScratch: [UnsafeMutablePointer<Float>] = []
     private let stored: Int
     private var sessionPages: [[[Float]]] = []
     private var sessionFeatures: [UnsafeMutablePointer<Float>] = []
@@ -71,7 +79,10 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         stored = reader.chunkCount
     }
 
-    deinit { sessionFeatures.forEach { $0.deallocate() } }
+    deinit {
+        sessionFeatures.forEach { $0.deallocate() }
+        allScratch.forEach { $0.deallocate() }
+    }
 
     public var chunkCount: Int { writer != nil ? reader.chunkCount : stored + sessionPages.count }
 
@@ -98,6 +109,19 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     public func withPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
         if writer == nil && chunk >= stored {
             return try sessionPages[chunk - stored][layer].withUnsafeBufferPointer { try body($0.baseAddress!) }
+        }
+        if writer != nil {
+            let floats = reader.geometry.floatsPerPage
+            scratchLock.lock()
+            let buffer: UnsafeMutablePointer<Float>
+            if let b = freeScratch.popLast() { buffer = b } else {
+                buffer = .allocate(capacity: floats)  // one per concurrent reader, kept for reuse
+                allScratch.append(buffer)
+            }
+            scratchLock.unlock()
+            defer { scratchLock.lock(); freeScratch.append(buffer); scratchLock.unlock() }
+            try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer, count: floats))
+            return try body(buffer)
         }
         return try cache.withPage(chunk: chunk, layer: layer) { try body($0.baseAddress!) }
     }
