@@ -397,11 +397,13 @@ void lh_packed_dequantize_row(const lh_packed *p, int32_t r, float *dst) {
 // ---------------------------------------------------------------------------------------------
 // Activations
 
-int lh_qact_init(lh_qact *a, int32_t cols, int32_t max_tokens) {
+int lh_qact_init(lh_qact *a, int32_t cols, int32_t max_tokens, int32_t precision) {
     memset(a, 0, sizeof(*a));
-    if (cols < 32 || cols % 32 != 0 || max_tokens < 1) return LH_ERR_SHAPE;
-    int32_t nb = cols / 32;
-    a->q = aligned_zalloc((size_t)max_tokens * cols);
+    if (cols < 32 || cols % 32 != 0 || max_tokens < 1 ||
+        (precision != LH_ACT_INT8 && precision != LH_ACT_INT16_SPLIT))
+        return LH_ERR_SHAPE;
+    int32_t nb = cols / 32, planes = precision == LH_ACT_INT16_SPLIT ? 2 : 1;
+    a->q = aligned_zalloc((size_t)max_tokens * cols * planes);
     a->ds = aligned_zalloc((size_t)max_tokens * nb * 2 * sizeof(float));
     if (!a->q || !a->ds) {
         lh_qact_free(a);
@@ -410,6 +412,8 @@ int lh_qact_init(lh_qact *a, int32_t cols, int32_t max_tokens) {
     a->cols = cols;
     a->nblocks = nb;
     a->max_tokens = max_tokens;
+    a->precision = precision;
+    a->planes = planes;
     return LH_OK;
 }
 
@@ -421,14 +425,20 @@ void lh_qact_free(lh_qact *a) {
 }
 
 void lh_qact_dequantize(const lh_qact *a, int32_t t, float *dst) {
+    const int bb = 32 * a->planes;
     for (int32_t b = 0; b < a->nblocks; b++) {
         size_t i = (size_t)b * a->tokens + t;
-        float da = a->ds[2 * i];
-        for (int j = 0; j < 32; j++) dst[32 * b + j] = da * (float)a->q[32 * i + j];
+        float s = a->ds[2 * i];
+        const int8_t *q = a->q + bb * i;
+        for (int j = 0; j < 32; j++) {
+            int32_t Q = a->planes == 2 ? LH_ACT_SPLIT_SCALE * q[j] + q[32 + j] : q[j];
+            dst[32 * b + j] = s * (float)Q;
+        }
     }
 }
 
 void lh_quant_scalar(lh_qact *a, const float *x, int64_t ldx, int32_t t0, int32_t t1) {
+    const bool split = a->planes == 2;
     for (int32_t t = t0; t < t1; t++) {
         for (int32_t b = 0; b < a->nblocks; b++) {
             const float *xb = x + t * ldx + 32 * b;
@@ -437,17 +447,28 @@ void lh_quant_scalar(lh_qact *a, const float *x, int64_t ldx, int32_t t0, int32_
             float da = amax / 127.0f;
             float id = amax > 0 ? 127.0f / amax : 0.0f;
             size_t i = (size_t)b * a->tokens + t;
-            int8_t *q = a->q + 32 * i;
-            int sum = 0;
+            int8_t *q = a->q + 32 * a->planes * i;
+            int32_t sum = 0;
             for (int j = 0; j < 32; j++) {
-                // Same rounding (nearest even) and clamp as the SIMD conversions.
-                float v = lh_round_even(xb[j] * id);
-                v = v > 127 ? 127 : v < -127 ? -127 : v;
-                q[j] = (int8_t)v;
-                sum += q[j];
+                // Same products, rounding (nearest even) and clamps as the SIMD conversions.
+                float v = xb[j] * id;
+                float h = lh_round_even(v);
+                h = h > 127 ? 127 : h < -127 ? -127 : h;
+                q[j] = (int8_t)h;
+                if (split) {
+                    // v - h is exact (h is v rounded; |v| <= 127 up to a rounding of id),
+                    // so |(v - h) * 254| <= 127; the clamp only guards non-finite input.
+                    float l = lh_round_even((v - h) * (float)LH_ACT_SPLIT_SCALE);
+                    l = l > 127 ? 127 : l < -127 ? -127 : l;
+                    q[32 + j] = (int8_t)l;
+                    sum += LH_ACT_SPLIT_SCALE * q[j] + q[32 + j];
+                } else {
+                    sum += q[j];
+                }
             }
-            a->ds[2 * i] = da;
-            a->ds[2 * i + 1] = da * (float)sum;
+            float s = split ? da / (float)LH_ACT_SPLIT_SCALE : da;
+            a->ds[2 * i] = s;
+            a->ds[2 * i + 1] = s * (float)sum;
         }
     }
 }
@@ -469,17 +490,24 @@ void lh_mm_scalar(const lh_mm_args *args, int32_t rt0, int32_t rt1) {
                 tile_get(w, rt, b, rr, u + (b * 16 + rr) * 32, &dm[b * 32 + rr],
                          &dm[b * 32 + 16 + rr]);
         int nrows = w->rows - rt * 16 < 16 ? w->rows - rt * 16 : 16;
+        const int bb = 32 * a->planes;
         for (int32_t t = 0; t < args->tokens; t++) {
             float acc[16] = {0};
             for (int32_t b = 0; b < nb; b++) {
                 size_t i = (size_t)b * a->tokens + args->t0 + t;
-                const int8_t *q = a->q + 32 * i;
-                float da = a->ds[2 * i], sa = a->ds[2 * i + 1];
+                const int8_t *q = a->q + bb * i;
+                float s = a->ds[2 * i], sa = a->ds[2 * i + 1];
                 for (int rr = 0; rr < nrows; rr++) {
                     const uint8_t *ur = u + (b * 16 + rr) * 32;
                     int32_t dot = 0;
                     for (int j = 0; j < 32; j++) dot += (int32_t)ur[j] * q[j];
-                    acc[rr] += (float)dot * (dm[b * 32 + rr] * da);
+                    if (a->planes == 2) {
+                        // |dot| <= 32 * 255 * 127, so 254 * dot + dot_lo fits in int32.
+                        int32_t lo = 0;
+                        for (int j = 0; j < 32; j++) lo += (int32_t)ur[j] * q[32 + j];
+                        dot = LH_ACT_SPLIT_SCALE * dot + lo;
+                    }
+                    acc[rr] += (float)dot * (dm[b * 32 + rr] * s);
                     acc[rr] += dm[b * 32 + 16 + rr] * sa;
                 }
             }

@@ -1,20 +1,58 @@
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
-/// Activations quantized for the matmul kernels: per token and block of 32 values, int8 values
-/// q = round(x / da) with da = max|x| / 127, plus da * sum(q).
+/// How finely `QuantizedActivations` represents each value, trading matmul speed for accuracy.
+public enum ActivationPrecision: Sendable, CaseIterable {
+    /// q = round(x / da) with da = max|x| / 127 per block of 32: one int8 dot product per weight
+    /// (the scheme of llama.cpp's q8). Rounding error up to da / 2 per value; fastest.
+    case int8
+    /// Two int8 planes, q_hi = round(x / da) and q_lo = round((x / da - q_hi) * 254), so that
+    /// x ~ da * (q_hi + q_lo / 254) (~16 bits per value): error up to da / 508 per value, ~250x
+    /// smaller than `.int8`, for twice the dot products (prefill ~40% slower, decode about the
+    /// same since it is bound by weight memory traffic).
+    case int16Split
+
+    /// The precision `QuantizedActivations` gets when none is given: `.int16Split`, unless the
+    /// environment variable LONGHEADS_ACTIVATIONS=int8 selects `.int8` (to compare accuracy or
+    /// speed without code changes). Read once.
+    public static let `default`: ActivationPrecision = {
+        if let v = getenv("LONGHEADS_ACTIVATIONS"), String(cString: v) == "int8" { return .int8 }
+        return .int16Split
+    }()
+
+    var id: Int32 {
+        switch self {
+        case .int8: Int32(LH_ACT_INT8)
+        case .int16Split: Int32(LH_ACT_INT16_SPLIT)
+        }
+    }
+}
+
+/// Activations quantized for the matmul kernels, per token and block of 32 values with the
+/// step da = max|x| / 127 of the block, at the chosen `precision` (see `ActivationPrecision`).
 public final class QuantizedActivations: @unchecked Sendable {
     public let cols: Int
     public let maxTokens: Int
+    /// The representation of the values, fixed at creation.
+    public let precision: ActivationPrecision
     /// The C activation buffer; heap-allocated so its address is stable for the C calls.
     let storage: UnsafeMutablePointer<lh_qact>
 
     /// Room for `maxTokens` rows of `cols` values; `cols` must be a positive multiple of 32.
-    public init(cols: Int, maxTokens: Int) {
+    /// The default (`ActivationPrecision.default`, normally `.int16Split`) is for accuracy: with
+    /// `.int8` the rounding noise accumulated over SmolLM2-135M's 30 layers moved logits by up to
+    /// 1.76 against float activations.
+    public init(cols: Int, maxTokens: Int, precision: ActivationPrecision = .default) {
         var a = lh_qact()
-        let rc = lh_qact_init(&a, Int32(cols), Int32(max(1, maxTokens)))
+        let rc = lh_qact_init(&a, Int32(cols), Int32(max(1, maxTokens)), precision.id)
         precondition(rc == Int32(LH_OK), "QuantizedActivations: cols \(cols) must be a positive multiple of 32 (or out of memory)")
         self.cols = cols
         self.maxTokens = max(1, maxTokens)
+        self.precision = precision
         storage = .allocate(capacity: 1)
         storage.initialize(to: a)
     }
@@ -41,7 +79,8 @@ public final class QuantizedActivations: @unchecked Sendable {
         precondition(rc == 0)
     }
 
-    /// The quantized-then-dequantized values of token `token` (cols floats).
+    /// The quantized-then-dequantized values of token `token` (cols floats): exactly the values
+    /// the matmul multiplies the weights with.
     public func dequantize(token: Int, into dst: UnsafeMutablePointer<Float>) {
         precondition(token >= 0 && token < tokens)
         lh_qact_dequantize(storage, Int32(token), dst)

@@ -2,7 +2,8 @@
 //
 // Weights arrive as raw GGUF/ggml block data and are repacked once (lh_pack) into an internal
 // format built for int8 dot-product instructions (AVX-512 VNNI, AVX2), with a portable scalar
-// fallback. Activations are quantized per token to int8 in blocks of 32 (lh_qact_quantize).
+// fallback. Activations are quantized per token in blocks of 32 (lh_qact_quantize), to int8 or
+// to two int8 planes ("int16 split", ~16-bit precision at twice the dot-product work).
 // The SIMD path is chosen at run time from the CPU features, or forced with the environment
 // variable LONGHEADS_KERNEL=scalar|avx2|avx512.
 #ifndef LONGHEADS_CKERNELS_H
@@ -123,18 +124,37 @@ void lh_packed_free(lh_packed *p);
 void lh_packed_dequantize_row(const lh_packed *p, int32_t r, float *dst);
 
 // ---------------------------------------------------------------------------------------------
-// Quantized activations: per token and block of 32, scale da = amax/127, q = round(x/da),
-// sa = da * sum(q). Layout: q[block][token][32], ds[block][token][2] = {da, sa}.
+// Quantized activations, per token and block of 32 values, with da = amax/127 and v = x/da:
+//   LH_ACT_INT8:        q = round(v) in [-127, 127]; the block holds x ~ da * q.
+//   LH_ACT_INT16_SPLIT: q_hi = round(v), q_lo = round((v - q_hi) * 254) (|v - q_hi| <= 1/2, so
+//                       q_lo is in [-127, 127]); x ~ (da/254) * (254 q_hi + q_lo), about 16 bits.
+//                       Costs twice the int8 dot products but cuts the rounding error ~250x.
+// Either way a block stores a step s (da, or da/254) and the integers Q (q, or 254 q_hi + q_lo)
+// with x ~ s * Q, plus sa = s * sum(Q), the sum of the block's dequantized values. The min term
+// of the weights uses sa rather than the exact sum of x: then a block's result is exactly (up to
+// float rounding) the weights times the dequantized activations, whose error sum(w * e) is 2-3.5x
+// smaller than sum((w - m) * e) for the roughly zero-centred weights of real models.
+// Layout: q[block][token][32 * planes] (planes = 1, or 2: q_hi[32] then q_lo[32]),
+// ds[block][token][2] = {s, sa}.
+
+enum {
+    LH_ACT_INT8 = 0,
+    LH_ACT_INT16_SPLIT = 1,
+};
+#define LH_ACT_SPLIT_SCALE 254
 
 typedef struct {
     int32_t cols, nblocks, max_tokens;
-    int32_t tokens;   // tokens held by the last quantize call (also the token stride)
+    int32_t tokens;    // tokens held by the last quantize call (also the token stride)
+    int32_t precision; // LH_ACT_*
+    int32_t planes;    // int8 planes per block: 1 (int8) or 2 (int16 split)
     int8_t *q;
     float *ds;
 } lh_qact;
 
-/// Returns LH_OK, LH_ERR_SHAPE (cols not a positive multiple of 32) or LH_ERR_MEMORY.
-int lh_qact_init(lh_qact *a, int32_t cols, int32_t max_tokens);
+/// `precision` is LH_ACT_INT8 or LH_ACT_INT16_SPLIT. Returns LH_OK, LH_ERR_SHAPE (cols not a
+/// positive multiple of 32, max_tokens < 1, unknown precision) or LH_ERR_MEMORY.
+int lh_qact_init(lh_qact *a, int32_t cols, int32_t max_tokens, int32_t precision);
 void lh_qact_free(lh_qact *a);
 /// Quantizes x[tokens][ldx] (first `cols` values of each row). `pool` may be NULL.
 /// Aborts if tokens > max_tokens or ldx < cols (programming errors).
@@ -142,7 +162,7 @@ void lh_qact_quantize(lh_qact *a, const float *x, int32_t tokens, int64_t ldx, l
 /// Same with an explicit path; every path produces bit-identical results. -1 if unsupported.
 int lh_qact_quantize_path(int path, lh_qact *a, const float *x, int32_t tokens, int64_t ldx,
                           lh_pool *pool);
-/// The quantized-then-dequantized values of token `t` (da*q), for tests.
+/// The quantized-then-dequantized values of token `t` (s * Q), for tests.
 void lh_qact_dequantize(const lh_qact *a, int32_t t, float *dst);
 
 // ---------------------------------------------------------------------------------------------
