@@ -160,6 +160,8 @@ public struct DocumentPipeline {
         let archive = try StoreArchive(reader: reader, budgetBytes: budgetBytes)
         let attention = try LongHeadsAttention(config: model.config, parameters: info.parameters, archive: archive, pool: model.pool)
         prepare(attention)
+        archive.streaming = true
+        defer { archive.streaming = false }
         let feed = info.tailTokens + extra
         precondition(!feed.isEmpty)
         var pos = reader.chunkCount * info.chunkSize

@@ -60,6 +60,10 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     private let stored: Int
     private var sessionPages: [[[Float]]] = []
     private var sessionFeatures: [UnsafeMutablePointer<Float>] = []
+    /// Read pages into reusable buffers instead of the cache. Ingest always streams; `ask` streams while it
+    /// runs the tail and the question (every chunk read once per block and layer, so caching would only
+    /// fill memory) and caches while decoding, where the same chunks are read at every step.
+    public var streaming: Bool
     /// Token ids and source byte range of the chunk the next `append` archives (set by the ingest loop).
     public var nextChunk: (tokens: [Int32], byteRange: Range<UInt64>)?
 
@@ -69,6 +73,7 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         reader = writer.reader
         cache = try PageCache(reader: reader, budgetBytes: budgetBytes)
         stored = Int.max
+        streaming = true
     }
 
     /// Ask: a committed store, read-only.
@@ -77,6 +82,7 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         self.reader = reader
         cache = try PageCache(reader: reader, budgetBytes: budgetBytes)
         stored = reader.chunkCount
+        streaming = false
     }
 
     deinit {
@@ -110,7 +116,7 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         if writer == nil && chunk >= stored {
             return try sessionPages[chunk - stored][layer].withUnsafeBufferPointer { try body($0.baseAddress!) }
         }
-        if writer != nil {
+        if streaming {
             let floats = reader.geometry.floatsPerPage
             scratchLock.lock()
             let buffer: UnsafeMutablePointer<Float>
