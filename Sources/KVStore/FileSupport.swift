@@ -175,7 +175,17 @@ final class Mapping {
         guard let p = mmap(nil, n, PROT_READ, MAP_SHARED, file.fd, 0), p != MAP_FAILED else {
             throw StoreError.io(path: file.path, operation: "mmap of \(n) bytes", offset: nil, errno: errno)
         }
+        // Random access: no readahead, and no fault-around that would map neighbouring (just written)
+        // pages into the process and make its RSS grow with the file.
+        _ = madvise(p, n, MADV_RANDOM)
         return p
+    }
+
+    /// Unmaps the process's resident pages of `[0, size)` (they stay in the OS page cache; the next read
+    /// refaults them). Keeps RSS from growing with the file however pages got mapped (reads, fault-around).
+    func dropResident(_ size: Int) {
+        let n = min(size, capacity) / 4096 * 4096
+        if n > 0 { _ = madvise(UnsafeMutableRawPointer(mutating: base), n, MADV_DONTNEED) }
     }
 
     /// Makes `[0, size)` addressable from `base` (the file itself must already be that long to read it).

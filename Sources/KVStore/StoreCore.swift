@@ -131,6 +131,9 @@ final class StoreCore: @unchecked Sendable {
         }
     }
 
+    /// Drops the resident pages of the `pages` mapping (see `Mapping.dropResident`).
+    func dropResidentPages() { pagesMap.dropResident(snapshot().pagesEnd) }
+
     func readPage(_ s: Snapshot, chunk: Int, layer: Int, into dst: UnsafeMutablePointer<Float>) throws {
         let o = tableOffset(chunk)
         let e = try PageTableRecord.entry(s.table + o, layer: layer, layers: geometry.layers, path: table.path, chunk: chunk, offset: o)

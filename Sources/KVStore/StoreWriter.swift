@@ -339,6 +339,7 @@ public final class StoreWriter {
         try guarded {
             if pending > 0 {
                 for f in [core.pages, core.table, core.features, core.tokens] { try f.sync() }
+                core.dropResidentPages()
             }
             try writeHeader()
         }
