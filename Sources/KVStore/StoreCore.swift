@@ -134,6 +134,10 @@ final class StoreCore: @unchecked Sendable {
     /// Drops the resident pages of the `pages` mapping (see `Mapping.dropResident`).
     func dropResidentPages() { pagesMap.dropResident(snapshot().pagesEnd) }
 
+    /// Page reads since the mapping's resident pages were last dropped (approximate under concurrency:
+    /// it only paces the drops).
+    private var readsSinceDrop = 0
+
     func readPage(_ s: Snapshot, chunk: Int, layer: Int, into dst: UnsafeMutablePointer<Float>) throws {
         let o = tableOffset(chunk)
         let e = try PageTableRecord.entry(s.table + o, layer: layer, layers: geometry.layers, path: table.path, chunk: chunk, offset: o)
@@ -146,5 +150,12 @@ final class StoreCore: @unchecked Sendable {
         let lo = e.offset / pageSize * pageSize
         let hi = min(s.pagesEnd, (e.offset + pageHeaderBytes + e.stored + pageSize - 1) / pageSize * pageSize)
         if hi > lo { _ = madvise(UnsafeMutableRawPointer(mutating: s.pages + lo), hi - lo, MADV_DONTNEED) }
+        // The kernel's fault-around maps neighbouring pages too; drop everything now and then so that a
+        // long session of reads keeps RSS bounded whatever the file size.
+        readsSinceDrop += 1
+        if readsSinceDrop >= 64 {
+            readsSinceDrop = 0
+            pagesMap.dropResident(s.pagesEnd)
+        }
     }
 }
