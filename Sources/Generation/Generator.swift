@@ -23,16 +23,23 @@ public enum ChatTemplate {
     /// Token ids of a one-turn chat. Only the template's own markers are control tokens: the user's text
     /// is tokenized as plain text, so a document cannot inject `<|im_start|>`.
     public static func chatML(user: String, system: String? = defaultSystem, tokenizer: Tokenizer) -> [Int32] {
+        userTurnOpening(system: system, tokenizer: tokenizer) + tokenizer.encode(user) + answerOpening(tokenizer: tokenizer)
+    }
+
+    /// Everything before the user's text: the system turn (if any) and `<|im_start|>user\n`.
+    public static func userTurnOpening(system: String? = defaultSystem, tokenizer: Tokenizer) -> [Int32] {
         var ids = [Int32]()
         if let system {
             ids += tokenizer.encode("<|im_start|>system\n", parseSpecial: true)
             ids += tokenizer.encode(system)
             ids += tokenizer.encode("<|im_end|>\n", parseSpecial: true)
         }
-        ids += tokenizer.encode("<|im_start|>user\n", parseSpecial: true)
-        ids += tokenizer.encode(user)
-        ids += tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", parseSpecial: true)
-        return ids
+        return ids + tokenizer.encode("<|im_start|>user\n", parseSpecial: true)
+    }
+
+    /// Closes the user turn and opens the assistant's answer.
+    public static func answerOpening(tokenizer: Tokenizer) -> [Int32] {
+        tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", parseSpecial: true)
     }
 }
 
@@ -92,29 +99,39 @@ public final class Generator {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         let clock = ContinuousClock()
         let t0 = clock.now
-        var logits = try prefill(prompt, start: 0, attention: attention)
+        let logits = try prefill(prompt, start: 0, attention: attention)
         let t1 = clock.now
+        var text = ""
+        let (out, reason) = try decode(from: logits, position: prompt.count, maxTokens: maxTokens, sampling: sampling,
+                                       attention: attention) { text += $0; onText($0) }
+        let t2 = clock.now
+        return GenerationResult(tokens: out, text: text, stopReason: reason, promptTokens: prompt.count,
+                                promptSeconds: (t1 - t0).seconds, generationSeconds: (t2 - t1).seconds)
+    }
+
+    /// The decode loop after a prefill: samples from `logits`, feeds each token at `position`, `position + 1`, …,
+    /// stops at an end-of-generation token or after `maxTokens`, streaming complete text to `onText`.
+    public func decode(from logits: UnsafeBufferPointer<Float>, position: Int, maxTokens: Int, sampling: SamplingParameters,
+                       attention: Attention, onText: (String) -> Void) throws -> (tokens: [Int32], stop: StopReason) {
         var sampler = Sampler(sampling)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var logits = logits
         var out = [Int32]()
-        var text = ""
         var reason = StopReason.maxTokens
-        var position = prompt.count
+        var position = position
         while out.count < maxTokens {
             let next = sampler.sample(logits)
             if tokenizer.isEndOfGeneration(next) { reason = .endOfGeneration; break }
             out.append(next)
             let piece = decoder.feed(next)
-            if !piece.isEmpty { text += piece; onText(piece) }
+            if !piece.isEmpty { onText(piece) }
             if out.count == maxTokens { break }
             logits = try model.forward([next], start: position, attention: attention, logits: .last)
             position += 1
         }
         let rest = decoder.finish()
-        if !rest.isEmpty { text += rest; onText(rest) }
-        let t2 = clock.now
-        return GenerationResult(tokens: out, text: text, stopReason: reason, promptTokens: prompt.count,
-                                promptSeconds: (t1 - t0).seconds, generationSeconds: (t2 - t1).seconds)
+        if !rest.isEmpty { onText(rest) }
+        return (out, reason)
     }
 }
 

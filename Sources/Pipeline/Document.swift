@@ -71,12 +71,7 @@ public struct DocumentPipeline {
 
     /// Token ids of a document, with the chat opening when `chat` (system turn + `<|im_start|>user\n`).
     public func documentTokens(_ text: String, chat: Bool) -> (ids: [Int32], byteEnds: [Int]) {
-        var ids = [Int32]()
-        if chat {
-            ids += tokenizer.encode("<|im_start|>system\n", parseSpecial: true)
-            ids += tokenizer.encode(ChatTemplate.defaultSystem)
-            ids += tokenizer.encode("<|im_end|>\n<|im_start|>user\n", parseSpecial: true)
-        }
+        var ids = chat ? ChatTemplate.userTurnOpening(tokenizer: tokenizer) : []
         let prefix = ids.count
         ids += tokenizer.encode(text)
         if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
@@ -177,34 +172,32 @@ public struct DocumentPipeline {
         return (Session(info: info, archive: archive, attention: attention, position: pos), logits)
     }
 
+    /// Runs a whole prompt through LongHeads via a store at `dir` (its complete chunks are ingested, the
+    /// rest is run on open); returns the session and the logits after the prompt's last token.
+    public func run(prompt ids: [Int32], storeAt dir: String, modelFile: GGUFFile, parameters: LongHeadsParameters,
+                    precision: KVPrecision, chat: Bool,
+                    prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
+        precondition(!ids.isEmpty)
+        // Hold back the last token so that `open` always has a token to run (and logits to return).
+        let head = Array(ids.dropLast())
+        try ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: modelFile,
+                   parameters: parameters, precision: precision, chat: chat)
+        return try open(store: dir, modelFile: modelFile, then: [ids.last!], prepare: prepare)
+    }
+
     /// Tokens of a question: in a chat store the user turn is closed and the answer opened.
     public func questionTokens(_ question: String, chat: Bool, raw: Bool) -> [Int32] {
         if raw || !chat {
             return tokenizer.encode(raw ? question : "\n" + question)
         }
-        return tokenizer.encode("\n\n" + question) + tokenizer.encode("<|im_end|>\n<|im_start|>assistant\n", parseSpecial: true)
+        return tokenizer.encode("\n\n" + question) + ChatTemplate.answerOpening(tokenizer: tokenizer)
     }
 
-    /// Greedy/sampled continuation after `open`.
+    /// Greedy/sampled continuation after `open` (the shared decode loop of `Generator`).
     public func answer(session: Session, first logits: UnsafeBufferPointer<Float>, maxTokens: Int, sampling: SamplingParameters,
                        onText: (String) -> Void) throws -> [Int32] {
-        var sampler = Sampler(sampling)
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
-        var logits = logits
-        var pos = session.position
-        var out = [Int32]()
-        while out.count < maxTokens {
-            let next = sampler.sample(logits)
-            if tokenizer.isEndOfGeneration(next) { break }
-            out.append(next)
-            let piece = decoder.feed(next)
-            if !piece.isEmpty { onText(piece) }
-            if out.count == maxTokens { break }
-            logits = try model.forward([next], start: pos, attention: session.attention, logits: .last)
-            pos += 1
-        }
-        let rest = decoder.finish()
-        if !rest.isEmpty { onText(rest) }
-        return out
+        try Generator(model: model, tokenizer: tokenizer).decode(
+            from: logits, position: session.position, maxTokens: maxTokens, sampling: sampling,
+            attention: session.attention, onText: onText).tokens
     }
 }

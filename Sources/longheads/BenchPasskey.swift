@@ -64,10 +64,8 @@ struct BenchPasskey: ParsableCommand {
                     defer { try? FileManager.default.removeItem(atPath: dir) }
                     let clock = ContinuousClock()
                     let t0 = clock.now
-                    let head = Array(ids.dropLast())
-                    try pipeline.ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir,
-                                        modelFile: model.file, parameters: lh.parameters, precision: lh.kvPrecision, chat: false)
-                    let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: [ids.last!])
+                    let (session, logits) = try pipeline.run(prompt: ids, storeAt: dir, modelFile: model.file,
+                                                             parameters: lh.parameters, precision: lh.kvPrecision, chat: false)
                     var answer = ""
                     _ = try pipeline.answer(session: session, first: logits, maxTokens: 10, sampling: .greedy) { answer += $0 }
                     let ok = answer.contains(String(key))

@@ -91,10 +91,8 @@ extension Generate {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now
-        let head = Array(ids.dropLast())
-        try pipeline.ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: model.file,
-                            parameters: lh.parameters, precision: lh.kvPrecision, chat: chat)
-        let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: [ids.last!]) { attention in
+        let (session, logits) = try pipeline.run(prompt: ids, storeAt: dir, modelFile: model.file, parameters: lh.parameters,
+                                                 precision: lh.kvPrecision, chat: chat) { attention in
             guard let target = selectionReport else { return }
             let chunk = Int32(target / lh.chunk)
             let last = ids.count - 1
