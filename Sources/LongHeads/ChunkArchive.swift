@@ -6,15 +6,16 @@
 ///     keys   [kvHeads][w/16][headDim][16]   floats   (lh_attention.h "transposed tiles")
 ///     values [kvHeads][w][headDim]          floats
 ///
-/// Key features are `[layers][heads][headDim]` floats per chunk (LONGHEADS.md "Per-chunk representation").
+/// Each chunk also has a summary for selection, `ChunkSummaryLayout.floatsPerChunk` floats (key features
+/// and Quest bounds per layer; LONGHEADS.md "Per-chunk representation", Selection.swift).
 public protocol ChunkArchive: AnyObject {
     /// Complete chunks archived so far.
     var chunkCount: Int { get }
 
-    /// Key features of an archived chunk, `[layers][heads][headDim]`; valid while the archive lives.
+    /// Summary of an archived chunk (`ChunkSummaryLayout`); valid while the archive lives.
     func features(ofChunk chunk: Int) throws -> UnsafePointer<Float>
 
-    /// Archives chunk `chunkCount` (all layers' pages at once, `pages[layer]`) with its key features.
+    /// Archives chunk `chunkCount` (all layers' pages at once, `pages[layer]`) with its summary.
     func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws
 
     /// Runs `body` with the decoded page of (chunk, layer); the page stays valid during `body`.

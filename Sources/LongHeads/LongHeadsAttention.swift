@@ -23,6 +23,11 @@ public final class LongHeadsAttention: Attention {
     public let layout: PageLayout
     /// Where completed chunks go.
     public let archive: ChunkArchive
+    /// Layout of the per-chunk summary (key features and bounds) handed to the archive.
+    public let summary: ChunkSummaryLayout
+    /// Diagnosis only: chunks forced into every selective head's selection (replacing its lowest-ranked
+    /// picks), to measure what the model reaches when selection is perfect (the "oracle" policy).
+    public var oracleChunks: ClosedRange<Int>?
 
     private let pool: ThreadPool
     private let w: Int, H: Int, G: Int, D: Int, L: Int, group: Int
@@ -39,8 +44,15 @@ public final class LongHeadsAttention: Attention {
     private let chunkQ: UnsafeMutablePointer<Float>
     /// Local-RoPE keys of the current chunk, row-major: [layer][w][kvHeads][headDim].
     private let chunkK: UnsafeMutablePointer<Float>
-    /// Key features of the chunk being completed: [layers][heads][headDim].
+    /// Summary of the chunk being completed (`ChunkSummaryLayout`).
     private let pendingFeatures: UnsafeMutablePointer<Float>
+    /// Selection scratch: candidate chunks are scored in slabs of at most `slabChunks`, their summaries
+    /// transposed to [row][headDim][chunk] so that eight chunks are scored per vector operation.
+    private let slabChunks = 256
+    private let slab: UnsafeMutablePointer<Float>
+    private let bestScore: UnsafeMutablePointer<Float>     // [w·heads][K-3], descending
+    private let bestChunk: UnsafeMutablePointer<Int32>     // [w·heads][K-3]
+    private let rotatedQ: UnsafeMutablePointer<Float>      // [w·heads][headDim] queries at the first selectable slot
 
     // Per-call scratch, sized for a block of `w` tokens.
     private let selection: UnsafeMutablePointer<Int32>     // [w][heads][maxSlots] chosen chunks, sorted
@@ -55,8 +67,6 @@ public final class LongHeadsAttention: Attention {
     private let scratchState: UnsafeMutablePointer<lh_softmax_state> // [threads][w]
     private let scratchLimit: UnsafeMutablePointer<Int32>  // [threads][w]
     // Feature scratch per head: rotated queries [w][D], states [w], outputs [w][D].
-    private var featureRows: UnsafeMutablePointer<UnsafePointer<Float>?>
-    private var featureRowsCapacity = 1024
     private let featQ: UnsafeMutablePointer<Float>
     private let featState: UnsafeMutablePointer<lh_softmax_state>
     private let featAcc: UnsafeMutablePointer<Float>
@@ -77,6 +87,7 @@ public final class LongHeadsAttention: Attention {
         (w, H, G, D, L) = (parameters.chunkSize, config.heads, config.kvHeads, config.headDim, config.layers)
         group = H / G
         layout = PageLayout(kvHeads: G, headDim: D, chunkSize: w)
+        summary = ChunkSummaryLayout(layers: L, heads: H, kvHeads: G, headDim: D, chunkSize: w)
         maxSlots = max(parameters.chunksPerQuery, (parameters.beginSelective + w - 1) / w + 1)
         scale = 1 / Float(D).squareRoot()
         ropeDim = config.ropeDim
@@ -90,7 +101,12 @@ public final class LongHeadsAttention: Attention {
         ringChunk = Array(repeating: [-1, -1], count: L)
         chunkQ = .allocate(capacity: L * w * H * D)
         chunkK = .allocate(capacity: L * w * G * D)
-        pendingFeatures = .allocate(capacity: L * H * D)
+        pendingFeatures = .allocate(capacity: summary.floatsPerChunk)
+        slab = .allocate(capacity: max(H, 2 * G * summary.subs) * D * slabChunks)
+        let pick = max(1, parameters.chunksPerQuery - 3)
+        bestScore = .allocate(capacity: w * H * pick)
+        bestChunk = .allocate(capacity: w * H * pick)
+        rotatedQ = .allocate(capacity: w * H * D)
         selection = .allocate(capacity: w * H * maxSlots)
         selectionCount = .allocate(capacity: w * H)
         requests = .allocate(capacity: w * H * maxSlots)
@@ -101,7 +117,6 @@ public final class LongHeadsAttention: Attention {
         scratchAcc = .allocate(capacity: T * w * D)
         scratchState = .allocate(capacity: T * w)
         scratchLimit = .allocate(capacity: T * w)
-        featureRows = .allocate(capacity: featureRowsCapacity)
         featQ = .allocate(capacity: H * w * D)
         featState = .allocate(capacity: H * w)
         featAcc = .allocate(capacity: H * w * D)
@@ -117,9 +132,12 @@ public final class LongHeadsAttention: Attention {
     }
 
     deinit {
-        for p in [ropeTable, ring, chunkQ, chunkK, pendingFeatures, partialAcc, scratchQ, scratchAcc, featQ, featAcc] { p.deallocate() }
+        for p in [ropeTable, ring, chunkQ, chunkK, pendingFeatures, partialAcc, scratchQ, scratchAcc, featQ, featAcc, slab, bestScore, rotatedQ] {
+            p.deallocate()
+        }
+        bestChunk.deallocate()
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
-        partialState.deallocate(); featState.deallocate(); featureRows.deallocate()
+        partialState.deallocate(); featState.deallocate()
         scratchState.deallocate(); scratchLimit.deallocate()
     }
 
@@ -284,17 +302,18 @@ public final class LongHeadsAttention: Attention {
             computeFeatures(layer: l, page: page)
             if l == L - 1 {
                 let pages = (0..<L).map { UnsafeBufferPointer(start: ringPage(layer: $0, chunk: c), count: layout.floatsPerPage) }
-                try archive.append(pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: L * H * D))
+                try archive.append(pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: summary.floatsPerChunk))
             }
         }
     }
 
     /// Fills `selection`/`selectionCount` for the segment's tokens (LONGHEADS.md "Selection"): below
     /// `beginSelective` all chunks 0...c; past it chunk 0, the previous and the current chunk always, and the
-    /// K-3 best of chunks 1...c-2 by dot(q without RoPE, key feature), sorted.
+    /// K-3 best of chunks 1...c-2 under the policy, sorted.
     private func select(layer l: Int, p0: Int, n: Int, q: UnsafeMutablePointer<Float>) throws {
         let c = p0 / w
-        let pick = parameters.chunksPerQuery - 3
+        let K = parameters.chunksPerQuery
+        let pick = K - 3
         let selectiveFrom = max(0, min(n, parameters.beginSelective - p0))  // first selective token index
         for i in 0..<selectiveFrom {
             for h in 0..<H {
@@ -305,46 +324,126 @@ public final class LongHeadsAttention: Attention {
         }
         if selectiveFrom < n {
             precondition(c >= 3 && c - 2 >= pick)
-            // One feature pointer per candidate chunk, fetched once per block.
-            if c > featureRowsCapacity {
-                featureRows.deallocate()
-                featureRowsCapacity = max(c, 2 * featureRowsCapacity)
-                featureRows = .allocate(capacity: featureRowsCapacity)
-            }
-            for j in 1...(c - 2) { featureRows[j] = try archive.features(ofChunk: j) }
-            let rows = featureRows
             let first = selectiveFrom * H, pairs = n * H
-            let tasks = min(pairs - first, 64)
-            pool.run(tasks: tasks) { task in
-                withUnsafeTemporaryAllocation(of: (Float, Int32).self, capacity: max(pick, 1)) { best in
-                    var pair = first + task
-                    while pair < pairs {
-                        let h = pair % self.H
-                        let qh = UnsafePointer(q + pair * self.D)
-                        // Keep the `pick` best, in descending score; ties keep the earlier chunk.
-                        for b in 0..<pick { best[b] = (-.infinity, Int32.max) }
-                        for j in 1...(c - 2) {
-                            let s = Ops.dot(qh, rows[j]! + (l * self.H + h) * self.D, self.D)
-                            if pick > 0 && s > best[pick - 1].0 {
-                                var b = pick - 1
-                                while b > 0 && s > best[b - 1].0 { best[b] = best[b - 1]; b -= 1 }
-                                best[b] = (s, Int32(j))
-                            }
-                        }
-                        let sel = self.selection + pair * self.maxSlots
-                        sel[0] = 0
-                        for b in 0..<pick { sel[1 + b] = best[b].1 }
-                        var chosen = UnsafeMutableBufferPointer(start: sel + 1, count: pick)
-                        chosen.sort()
-                        sel[pick + 1] = Int32(c - 1)
-                        sel[pick + 2] = Int32(c)
-                        self.selectionCount[pair] = Int32(pick + 3)
-                        pair += tasks
+            if pick > 0 {
+                bestScore.initialize(repeating: -.infinity, count: pairs * pick)
+                bestChunk.initialize(repeating: Int32.max, count: pairs * pick)
+                try score(layer: l, p0: p0, n: n, from: selectiveFrom, candidates: c - 2, pick: pick, q: q)
+            }
+            for pair in first..<pairs {
+                let sel = selection + pair * maxSlots
+                sel[0] = 0
+                for b in 0..<pick { sel[1 + b] = bestChunk[pair * pick + b] }
+                if let oracle = oracleChunks, pick > 0 {
+                    // Force the oracle's chunks in, replacing the lowest-ranked picks.
+                    var b = pick - 1
+                    for j in oracle where j >= 1 && j <= c - 2 && b >= 0 {
+                        if !(0..<pick).contains(where: { sel[1 + $0] == Int32(j) }) { sel[1 + b] = Int32(j); b -= 1 }
                     }
                 }
+                var chosen = UnsafeMutableBufferPointer(start: sel + 1, count: pick)
+                chosen.sort()
+                sel[pick + 1] = Int32(c - 1)
+                sel[pick + 2] = Int32(c)
+                selectionCount[pair] = Int32(pick + 3)
             }
         }
         selectionObserver?(l, p0, n, maxSlots, selection, selectionCount)
+    }
+
+    /// Scores chunks 1...candidates for the selective tokens `from..<n` of the segment and keeps each
+    /// (token, head)'s `pick` best in `bestScore`/`bestChunk` (descending; ties keep the earlier chunk).
+    ///
+    /// Candidates are read in slabs of at most `slabChunks` chunks, so the scratch does not grow with the
+    /// document. Each slab's rows of this layer are transposed to `[row][headDim][chunk]`; a task (one head,
+    /// a range of tokens) then scores eight chunks per vector step, adding channels in order — the same sums
+    /// as the plain references (`questBound`, a channel-ordered dot for the paper's rule).
+    private func score(layer l: Int, p0: Int, n: Int, from: Int, candidates: Int, pick: Int, q: UnsafeMutablePointer<Float>) throws {
+        let (H, G, D, group) = (self.H, self.G, self.D, self.group)
+        let policy = parameters.policy
+        let subs = policy == .questSub ? summary.subs : 1
+        // Rows per chunk in the slab: paper, one key feature per query head; Quest, (min, max) per KV head
+        // and sub-chunk (for `quest` the sub-chunks are merged into one bound over the whole chunk).
+        let rowsPerChunk = policy == .paper ? H : G * subs * 2
+        let stride = (min(slabChunks, candidates) + 7) / 8 * 8
+        // Queries: unrotated for the paper; for Quest rotated to the first selectable slot, (K-2)·w + t mod w.
+        let qs: UnsafePointer<Float>
+        if policy == .paper {
+            qs = UnsafePointer(q)
+        } else {
+            let p = (parameters.chunksPerQuery - 2) * w
+            for i in from..<n {
+                for h in 0..<H { rotate(q + (i * H + h) * D, by: p + (p0 + i) % w, into: rotatedQ + (i * H + h) * D) }
+            }
+            qs = UnsafePointer(rotatedQ)
+        }
+        let tokens = n - from
+        let parts = max(1, min((tokens + 15) / 16, (8 * pool.threads + H - 1) / H))  // tasks per head
+        let S = summary.subs
+        var j0 = 1
+        while j0 <= candidates {
+            let m = min(slabChunks, candidates - j0 + 1)
+            let m8 = (m + 7) / 8 * 8
+            // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
+            for x in 0..<m {
+                let f = try archive.features(ofChunk: j0 + x)
+                if policy == .paper {
+                    let src = f + summary.keyFeatures(layer: l)
+                    for r in 0..<H { for d in 0..<D { slab[(r * D + d) * stride + x] = src[r * D + d] } }
+                } else {
+                    let src = f + summary.bounds(layer: l)  // [G][S][2][D]
+                    for g in 0..<G {
+                        if policy == .questSub {
+                            for r in 0..<(S * 2) { for d in 0..<D { slab[((g * S * 2 + r) * D + d) * stride + x] = src[(g * S * 2 + r) * D + d] } }
+                        } else {
+                            for d in 0..<D {
+                                var mn = src[(g * S * 2) * D + d], mx = src[(g * S * 2 + 1) * D + d]
+                                for s in 1..<S { mn = min(mn, src[((g * S + s) * 2) * D + d]); mx = max(mx, src[((g * S + s) * 2 + 1) * D + d]) }
+                                slab[((g * 2) * D + d) * stride + x] = mn
+                                slab[((g * 2 + 1) * D + d) * stride + x] = mx
+                            }
+                        }
+                    }
+                }
+            }
+            for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
+            let rows = UnsafeRawPointer(slab)
+            pool.run(tasks: H * parts) { task in
+                let h = task / parts, part = task % parts
+                let g = h / group
+                for i in (from + part * tokens / parts)..<(from + (part + 1) * tokens / parts) {
+                    let pair = i * H + h
+                    let qh = qs + pair * D
+                    let bs = self.bestScore + pair * pick, bc = self.bestChunk + pair * pick
+                    var x = 0
+                    while x < m {
+                        var best = SIMD8<Float>(repeating: -.infinity)
+                        for s in 0..<subs {
+                            var acc = SIMD8<Float>()
+                            for d in 0..<D {
+                                let qd = qh[d]
+                                // Paper: the head's key feature. Quest: the max row where q_d ≥ 0, else the min row.
+                                let row = policy == .paper ? h * D + d : ((g * subs + s) * 2 + (qd >= 0 ? 1 : 0)) * D + d
+                                acc += SIMD8<Float>(repeating: qd) * rows.loadUnaligned(fromByteOffset: 4 * (row * stride + x), as: SIMD8<Float>.self)
+                            }
+                            best = pointwiseMax(best, acc)
+                        }
+                        if any(best .> SIMD8<Float>(repeating: bs[pick - 1])) {
+                            for lane in 0..<min(8, m - x) {
+                                let sc = best[lane]
+                                guard sc > bs[pick - 1] else { continue }
+                                var b = pick - 1
+                                while b > 0 && sc > bs[b - 1] { bs[b] = bs[b - 1]; bc[b] = bc[b - 1]; b -= 1 }
+                                bs[b] = sc
+                                bc[b] = Int32(j0 + x + lane)
+                            }
+                        }
+                        x += 8
+                    }
+                }
+            }
+            j0 += m
+        }
     }
 
     /// Key features of the chunk in `page` for every head of layer `l` (LONGHEADS.md "Per-chunk
@@ -372,12 +471,14 @@ public final class LongHeadsAttention: Attention {
             }
             // Key feature: vf attends over the local-RoPE keys, with the keys as values.
             var s1 = lh_softmax_state(m: -.infinity, l: 0)
-            let kf = self.pendingFeatures + (l * self.H + h) * self.D
+            let kf = self.pendingFeatures + self.summary.keyFeatures(layer: l) + h * self.D
             kf.update(repeating: 0, count: self.D)
             lh_attn_update(vf, Int32(self.D), 1, Int32(self.D), page + self.layout.keys(g), self.chunkK + (l * self.w * self.G + g) * self.D,
                            Int32(self.G * self.D), Int32(self.w), nil, self.scale, &s1, kf, Int32(self.D))
             for d in 0..<self.D { kf[d] /= s1.l }
         }
+        // Quest bounds of the local-RoPE keys (row-major copy of this layer's chunk keys).
+        summary.writeBounds(keys: chunkK + l * w * G * D, into: pendingFeatures + summary.bounds(layer: l))
     }
 }
 

@@ -6,18 +6,22 @@ public struct LongHeadsParameters: Sendable, Equatable, CustomStringConvertible 
     public var attentionLength: Int
     /// Below this many tokens attention is plain causal attention.
     public var beginSelective: Int
+    /// How heads rank candidate chunks.
+    public var policy: SelectionPolicy
 
     /// Chunks one head reads per query, K = attentionLength / chunkSize.
     public var chunksPerQuery: Int { attentionLength / chunkSize }
 
-    /// Defaults measured best on SmolLM2-135M (8k trained): w = 256, attenLength = beginSelective = 1024.
+    /// Defaults measured best on SmolLM2-135M (8k trained): w = 256, attenLength = beginSelective = 1024,
+    /// Quest-bound selection (Docs/SELECTION.md).
     public static let `default` = LongHeadsParameters(chunkSize: 256, attentionLength: 1024, beginSelective: 1024)
 
     /// Parameters; `beginSelective` defaults to `attentionLength`.
-    public init(chunkSize: Int, attentionLength: Int, beginSelective: Int? = nil) {
+    public init(chunkSize: Int, attentionLength: Int, beginSelective: Int? = nil, policy: SelectionPolicy = .default) {
         self.chunkSize = chunkSize
         self.attentionLength = attentionLength
         self.beginSelective = beginSelective ?? attentionLength
+        self.policy = policy
     }
 
     /// Why the parameters cannot run, or nil.
@@ -31,6 +35,6 @@ public struct LongHeadsParameters: Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String {
-        "chunk=\(chunkSize) attention=\(attentionLength) selective_from=\(beginSelective)"
+        "chunk=\(chunkSize) attention=\(attentionLength) selective_from=\(beginSelective) policy=\(policy.rawValue)"
     }
 }

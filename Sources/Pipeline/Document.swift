@@ -10,11 +10,14 @@ import Tokenization
 public enum PipelineError: Error, CustomStringConvertible {
     case emptyDocument
     case badStoreInfo(path: String, reason: String)
+    case staleSummary(path: String, version: Int)
 
     public var description: String {
         switch self {
         case .emptyDocument: "the document is empty"
         case .badStoreInfo(let p, let r): "\(p): store description unreadable: \(r)"
+        case .staleSummary(let p, let v):
+            "\(p): chunk summaries of version \(v); this longheads reads version \(ChunkSummaryLayout.version): ingest the document again"
         }
     }
 }
@@ -38,10 +41,15 @@ public struct StoreInfo: Codable, Sendable {
     public var sourceBytes: Int
     /// Model file name, for messages.
     public var model: String
+    /// Selection policy used while ingesting (and by default for questions).
+    public var policy: SelectionPolicy?
+    /// `ChunkSummaryLayout.version` of the store's per-chunk summaries (absent: version 1).
+    public var summaryVersion: Int?
 
     /// LongHeads parameters of the store.
     public var parameters: LongHeadsParameters {
-        LongHeadsParameters(chunkSize: chunkSize, attentionLength: attentionLength, beginSelective: beginSelective)
+        LongHeadsParameters(chunkSize: chunkSize, attentionLength: attentionLength, beginSelective: beginSelective,
+                            policy: policy ?? .paper)
     }
 }
 
@@ -65,7 +73,9 @@ public struct DocumentPipeline {
     public func geometry(_ p: LongHeadsParameters, precision: KVPrecision) -> StoreGeometry {
         let c = model.config
         return StoreGeometry(layers: c.layers, kvHeads: c.kvHeads, queryHeads: c.heads, headDim: c.headDim, chunkSize: p.chunkSize,
-                             floatsPerPage: 2 * p.chunkSize * c.kvHeads * c.headDim, featureFloatsPerChunk: c.layers * c.heads * c.headDim,
+                             floatsPerPage: 2 * p.chunkSize * c.kvHeads * c.headDim,
+                             featureFloatsPerChunk: ChunkSummaryLayout(layers: c.layers, heads: c.heads, kvHeads: c.kvHeads,
+                                                                       headDim: c.headDim, chunkSize: p.chunkSize).floatsPerChunk,
                              precision: precision)
     }
 
@@ -104,7 +114,8 @@ public struct DocumentPipeline {
         let full = ids.count / w
         var info = StoreInfo(chunkSize: w, attentionLength: parameters.attentionLength, beginSelective: parameters.beginSelective,
                              chat: chat, tailTokens: Array(ids[(full * w)...]), tokens: ids.count, sourceBytes: sourceBytes,
-                             model: (modelFile.path as NSString).lastPathComponent)
+                             model: (modelFile.path as NSString).lastPathComponent, policy: parameters.policy,
+                             summaryVersion: ChunkSummaryLayout.version)
         let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
                                             modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
                                             flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
@@ -145,15 +156,20 @@ public struct DocumentPipeline {
 
     /// Opens the store at `path` (refusing one made by another model) and runs its tail tokens, then
     /// `extra` tokens; returns the session and the logits after the last token.
-    public func open(store path: String, modelFile: GGUFFile, then extra: [Int32],
+    /// `policy`, when given, replaces the store's selection policy for the new tokens.
+    public func open(store path: String, modelFile: GGUFFile, then extra: [Int32], policy: SelectionPolicy? = nil,
                      prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
         let reader = try StoreReader.open(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
         let info: StoreInfo
         do { info = try JSONDecoder().decode(StoreInfo.self, from: Data(reader.header.blob)) } catch {
             throw PipelineError.badStoreInfo(path: path, reason: "\(error)")
         }
+        let version = info.summaryVersion ?? 1
+        guard version == ChunkSummaryLayout.version else { throw PipelineError.staleSummary(path: path, version: version) }
+        var parameters = info.parameters
+        if let policy { parameters.policy = policy }
         let archive = try StoreArchive(reader: reader, budgetBytes: budgetBytes)
-        let attention = try LongHeadsAttention(config: model.config, parameters: info.parameters, archive: archive, pool: model.pool)
+        let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
         prepare(attention)
         archive.streaming = true
         defer { archive.streaming = false }

@@ -10,17 +10,23 @@ struct LongHeadsOptions: ParsableArguments {
     @Option(name: .long, help: "LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
     @Option(name: .long, help: "LongHeads attention length: tokens one head reads per query.") var attention: Int = LongHeadsParameters.default.attentionLength
     @Option(name: .long, help: "Plain causal attention below this many tokens (default: the attention length).") var selectiveFrom: Int?
+    @Option(name: .long, help: "How heads rank chunks: quest (default), quest-sub or paper (Docs/SELECTION.md).")
+    var policy: String = SelectionPolicy.default.rawValue
     @Option(name: .long, help: "KV precision in the store: f16 or q8.") var precision: String = "f16"
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
 
     var parameters: LongHeadsParameters {
-        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom)
+        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom,
+                            policy: SelectionPolicy(rawValue: policy) ?? .default)
     }
 
     var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
 
     func validate() throws {
         if let p = parameters.problem { throw ValidationError(p) }
+        guard SelectionPolicy(rawValue: policy) != nil else {
+            throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
         guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
     }
@@ -73,7 +79,15 @@ struct Ask: ParsableCommand {
     @Flag(name: .long, help: "Append TEXT verbatim and let the model continue (no chat turn).") var raw = false
     @Option(name: .long, help: "Most tokens to generate.") var maxTokens: Int = 64
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Selection policy for the question and answer (default: the one the store was ingested with).")
+    var policy: String?
     @Flag(name: .long, help: "Print timing and cache figures to stderr.") var verbose = false
+
+    func validate() throws {
+        if let policy, SelectionPolicy(rawValue: policy) == nil {
+            throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
 
     func run() throws {
         try guarded {
@@ -85,7 +99,8 @@ struct Ask: ParsableCommand {
             let reader = try StoreReader.open(at: store)
             let chat = reader.header.flags & 1 != 0
             let q = pipeline.questionTokens(text, chat: chat, raw: raw)
-            let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q)
+            let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q,
+                                                      policy: policy.flatMap(SelectionPolicy.init(rawValue:)))
             let t1 = clock.now
             let out = FileHandle.standardOutput
             let ids = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) {

@@ -92,29 +92,60 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
 }
 
 @Suite struct LongHeadsReferenceTests {
-    /// The engine (local-RoPE keys, per-slot rotated queries, archived pages, block streaming) against a
-    /// naive implementation of the paper's rule that re-rotates keys at their slot positions.
-    @Test func selectiveAttentionMatchesNaivePaperRule() throws {
+    /// The engine (local-RoPE keys, per-slot rotated queries, archived pages, block streaming, vectorized
+    /// slab scoring) against a naive implementation of each selection rule that re-rotates keys at their
+    /// slot positions.
+    @Test(arguments: SelectionPolicy.allCases)
+    func selectiveAttentionMatchesNaiveRule(policy: SelectionPolicy) throws {
         var tiny = TinyModel()
         tiny.matrixType = .q8_0
-        let path = try tiny.write(name: "lh-ref")
+        let path = try tiny.write(name: "lh-ref-\(policy.rawValue)")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let toks = LongHeadsInvariantTests.tokens(120, seed: 3)
-        let ref = try ReferenceForward(path: path).logits(toks, longHeads: (16, 64, 64))
-        let model = try LlamaModel(file: GGUFFile(path: path), threads: 2, maxBatch: 32)
+        // Chunks of 16 tokens hold one Quest sub-chunk; chunks of 128 hold two, so quest-sub max-pools.
+        for (w, att, n) in [(16, 64, 120), (128, 512, 700)] where n <= 120 || policy != .paper {
+            let toks = n == 120 ? toks : LongHeadsInvariantTests.tokens(n, seed: 9)
+            let ref = try ReferenceForward(path: path).logits(toks, longHeads: (w, att, att), policy: policy.rawValue)
+            let model = try LlamaModel(file: GGUFFile(path: path), threads: 2, maxBatch: w)
+            let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: w, attentionLength: att, policy: policy),
+                                            archive: MemoryArchive(), pool: model.pool)
+            let got = try run(model, toks, block: w, attention: lh)
+            let V = model.config.vocabSize
+            var worst: Float = 0
+            for (i, row) in ref.enumerated() {
+                let scale = row.map(abs).max()!
+                let err = zip(got[i * V..<(i + 1) * V], row).map { abs($0 - $1) }.max()! / scale
+                worst = max(worst, err)
+            }
+            #expect(worst < 0.02, "\(policy) w=\(w): worst relative logit error \(worst)")
+            if w == 16 {
+                // Selection must be active: dense attention differs from the reference.
+                let dense = try ReferenceForward(path: path).logits(toks)
+                #expect(maxAbsDiff(dense.flatMap { $0 }, ref.flatMap { $0 }) > 0.05)
+            }
+        }
+    }
+
+    /// The oracle forces its chunks into every selective head's selection.
+    @Test func oracleForcesChunks() throws {
+        let (model, path) = try LongHeadsInvariantTests.model()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let toks = LongHeadsInvariantTests.tokens(160, seed: 4)
         let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: 16, attentionLength: 64),
                                         archive: MemoryArchive(), pool: model.pool)
-        let got = try run(model, toks, block: 16, attention: lh)
-        let V = model.config.vocabSize
-        var worst: Float = 0
-        for (i, row) in ref.enumerated() {
-            let scale = row.map(abs).max()!
-            let err = zip(got[i * V..<(i + 1) * V], row).map { abs($0 - $1) }.max()! / scale
-            worst = max(worst, err)
+        lh.oracleChunks = 2...2
+        var checked = 0
+        lh.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
+            for i in 0..<n where p0 + i >= 64 && (p0 + i) / 16 >= 4 {
+                for h in 0..<model.config.heads {
+                    let pair = i * model.config.heads + h
+                    let chosen = (0..<Int(counts[pair])).map { slots[pair * maxSlots + $0] }
+                    #expect(chosen.contains(2) && chosen.count == 4 && chosen == chosen.sorted())
+                    checked += 1
+                }
+            }
         }
-        #expect(worst < 0.02, "worst relative logit error \(worst)")
-        // Selection must be active: dense attention differs from the reference.
-        let dense = try ReferenceForward(path: path).logits(toks)
-        #expect(maxAbsDiff(dense.flatMap { $0 }, ref.flatMap { $0 }) > 0.05)
+        _ = try run(model, toks, block: 16, attention: lh)
+        #expect(checked > 0)
     }
 }

@@ -207,7 +207,8 @@ public struct ReferenceForward {
     /// LongHeads as the paper's code computes it, naively (keys re-rotated at their slot positions, no
     /// caching): the ground truth for the engine's local-RoPE/rotated-query implementation.
     /// `qs`, `ks`, `vs` are the layer's UNROTATED projections per position.
-    func longHeadsAttention(qs: [[Float]], ks: [[Float]], vs: [[Float]], pos: Int, w: Int, attention: Int, beginSelective: Int) -> [Float] {
+    func longHeadsAttention(qs: [[Float]], ks: [[Float]], vs: [[Float]], pos: Int, w: Int, attention: Int, beginSelective: Int,
+                            policy: String) -> [Float] {
         let (H, G, hd) = (c.heads, c.kvHeads, c.headDim)
         let K = attention / w
         let cur = pos / w
@@ -227,8 +228,23 @@ public struct ReferenceForward {
                     let mean = (0..<hd).map { d in outs.reduce(Float(0)) { $0 + $1[d] } / Float(w) }
                     return attendRows(mean, kL, kL)
                 }
+                // Quest bound (Selection.swift): per channel min/max of the chunk's local-RoPE keys (over sub-chunks
+                // of min(64, w) tokens for quest-sub, max-pooled), the query rotated to slot 1: (K-2)·w + pos mod w.
+                func questScore(_ j: Int) -> Float {
+                    let q = rotated(head(qs[pos], h), (K - 2) * w + pos % w)
+                    let kL = (0..<w).map { rotated(head(ks[j * w + $0], g), $0) }
+                    let sub = policy == "quest-sub" ? min(64, w) : w
+                    return stride(from: 0, to: w, by: sub).map { s0 in
+                        (0..<hd).reduce(Float(0)) { acc, d in
+                            let col = kL[s0..<(s0 + sub)].map { $0[d] }
+                            return acc + max(q[d] * col.min()!, q[d] * col.max()!)
+                        }
+                    }.max()!
+                }
                 let q = head(qs[pos], h)
-                let scored = (1...(cur - 2)).map { j in (zip(q, keyFeature(j)).reduce(Float(0)) { $0 + $1.0 * $1.1 }, j) }
+                let scored = (1...(cur - 2)).map { j in
+                    (policy == "paper" ? zip(q, keyFeature(j)).reduce(Float(0)) { $0 + $1.0 * $1.1 } : questScore(j), j)
+                }
                 let best = scored.sorted { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }.prefix(K - 3).map { $0.1 }
                 chunks = ([0] + best + [cur - 1, cur]).sorted()
             }
@@ -249,7 +265,7 @@ public struct ReferenceForward {
 
     /// Logits for every position of `tokens`, `[tokens.count][vocab]`; with `longHeads` (chunk, attention
     /// length, selective start) attention follows the paper's LongHeads rule instead of dense.
-    public func logits(_ tokens: [Int32], longHeads: (Int, Int, Int)? = nil) -> [[Float]] {
+    public func logits(_ tokens: [Int32], longHeads: (Int, Int, Int)? = nil, policy: String = "quest") -> [[Float]] {
         let (D, H, G, hd) = (c.dim, c.heads, c.kvHeads, c.headDim)
         let emb = tensor("token_embd.weight")
         var xs = tokens.map { Array(emb[Int($0) * D..<(Int($0) + 1) * D]) }
@@ -271,7 +287,8 @@ public struct ReferenceForward {
             for pos in 0..<xs.count {
                 var att = [Float](repeating: 0, count: D)
                 if let (w, attention, begin) = longHeads {
-                    att = longHeadsAttention(qs: rawQ, ks: rawK, vs: vs, pos: pos, w: w, attention: attention, beginSelective: begin)
+                    att = longHeadsAttention(qs: rawQ, ks: rawK, vs: vs, pos: pos, w: w, attention: attention, beginSelective: begin,
+                                             policy: policy)
                 } else {
                 for hh in 0..<H {
                     let g = hh / (H / G)
