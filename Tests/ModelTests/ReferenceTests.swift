@@ -2,6 +2,8 @@ import Foundation
 import GGUF
 import Generation
 import ModelCache
+import LongHeads
+import TestSupport
 import Testing
 @testable import Model
 
@@ -64,6 +66,31 @@ struct DefaultModelReferenceTests {
             #expect(worst <= 1.0, "\(name): worst top-5 logit error \(worst)")
             #expect(abs(nll - refNLL) / refNLL <= 0.02, "\(name): mean NLL \(nll) vs \(refNLL)")
         }
+    }
+
+    /// LONGHEADS.md invariant on the default model: with an attention length covering the whole context,
+    /// LongHeads (chunks archived as pages, local-RoPE keys, queries rotated per slot, partial softmaxes
+    /// merged) gives the logits of dense attention.
+    @Test func longHeadsWithFullBudgetEqualsDense() throws {
+        let model = try #require(realModel)
+        let V = model.config.vocabSize
+        var ids = [Int32]()
+        for case let row in try fixtureLines("logits.jsonl") { ids += (row["ids"] as! [Int]).map(Int32.init) }
+        while ids.count < 384 { ids += ids }
+        ids = Array(ids.prefix(384))
+        let dense = try run(model, ids, block: 64, attention: DenseAttention(config: model.config, capacity: ids.count, pool: model.pool))
+        let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: 64, attentionLength: 384),
+                                        archive: MemoryArchive(), pool: model.pool)
+        let got = try run(model, ids, block: 64, attention: lh)
+        var worst: Float = 0, topAgree = 0
+        for i in 0..<ids.count {
+            let a = got[i * V..<(i + 1) * V], b = dense[i * V..<(i + 1) * V]
+            worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
+            if a.indices.max(by: { a[$0] < a[$1] }) == b.indices.max(by: { b[$0] < b[$1] }) { topAgree += 1 }
+        }
+        #expect(worst < 0.05, "worst logit difference \(worst)")
+        print("longheads vs dense on the default model: worst logit difference \(worst), top-1 \(topAgree)/\(ids.count)")
+        #expect(topAgree >= ids.count - 2, "top-1 agrees at \(topAgree)/\(ids.count)")
     }
 
     /// `greedy.jsonl`: 32 greedy tokens, reproduced up to the first near-tie (gap < 0.25).
