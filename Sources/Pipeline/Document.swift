@@ -106,10 +106,13 @@ public struct DocumentPipeline {
     }
 
     /// Builds a store from token ids; `byteEnds[i]` is the source byte offset after token i.
+    /// `prepare` receives the ingest's attention before the first chunk runs (diagnosis: an oracle or an
+    /// observer that must act on the document's own tokens too).
     @discardableResult
     public func ingest(ids: [Int32], byteEnds ends: [Int], sourceBytes: Int, to path: String, modelFile: GGUFFile,
                        parameters: LongHeadsParameters, precision: KVPrecision, chat: Bool,
-                       progress: (Int, Int) -> Void = { _, _ in }) throws -> StoreInfo {
+                       progress: (Int, Int) -> Void = { _, _ in },
+                       prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> StoreInfo {
         let w = parameters.chunkSize
         let full = ids.count / w
         var info = StoreInfo(chunkSize: w, attentionLength: parameters.attentionLength, beginSelective: parameters.beginSelective,
@@ -121,6 +124,7 @@ public struct DocumentPipeline {
                                             flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
         let archive = try StoreArchive(writer: writer, budgetBytes: budgetBytes)
         let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
+        prepare(attention)
         for c in 0..<full {
             let lo = c * w, hi = lo + w
             archive.nextChunk = (Array(ids[lo..<hi]), UInt64(lo == 0 ? 0 : ends[lo - 1])..<UInt64(ends[hi - 1]))
@@ -190,14 +194,17 @@ public struct DocumentPipeline {
 
     /// Runs a whole prompt through LongHeads via a store at `dir` (its complete chunks are ingested, the
     /// rest is run on open); returns the session and the logits after the prompt's last token.
+    /// `prepare` receives the attention that runs the tail and the last token; `prepareIngest` the one that
+    /// ingests the complete chunks (last, so that a trailing closure still binds to `prepare`).
     public func run(prompt ids: [Int32], storeAt dir: String, modelFile: GGUFFile, parameters: LongHeadsParameters,
                     precision: KVPrecision, chat: Bool,
-                    prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
+                    prepare: (LongHeadsAttention) -> Void = { _ in },
+                    prepareIngest: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
         precondition(!ids.isEmpty)
         // Hold back the last token so that `open` always has a token to run (and logits to return).
         let head = Array(ids.dropLast())
         try ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: modelFile,
-                   parameters: parameters, precision: precision, chat: chat)
+                   parameters: parameters, precision: precision, chat: chat, prepare: prepareIngest)
         return try open(store: dir, modelFile: modelFile, then: [ids.last!], prepare: prepare)
     }
 

@@ -7,7 +7,7 @@ import Model
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks; each prints one JSON line: tokens, seconds, tokens_per_second, peak_rss_bytes, threads, model.",
-        subcommands: [Prefill.self, Decode.self, BenchIngest.self, BenchPasskey.self])
+        subcommands: [Prefill.self, Decode.self, BenchIngest.self, BenchPasskey.self, BenchNiah.self])
 
     /// Options shared by the benchmarks.
     struct Common: ParsableArguments {

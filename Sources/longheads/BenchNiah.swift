@@ -1,0 +1,451 @@
+import ArgumentParser
+import Foundation
+import Generation
+import KVStore
+import LongHeads
+import Model
+import Pipeline
+import Tokenization
+
+/// The haystack tasks of `bench niah`.
+enum NiahTask: String, CaseIterable, Sendable {
+    /// Varied template prose with one needle sentence ("The secret ingredient of the festival soup is WORD.").
+    case prose
+    /// RULER's multi-key needle: four "special magic number" needles with distinct keys; one is asked for.
+    case multikey
+    /// `bench passkey`'s prompt (repeated filler, a five-digit key).
+    case passkey
+}
+
+/// A generated needle-in-a-haystack prompt and where its needles sit.
+struct NiahPrompt {
+    /// The prompt text (raw completion: it ends with the start of the answer sentence).
+    var text: String
+    /// Its tokens (no BOS, as `bench passkey`).
+    var ids: [Int32]
+    /// What the continuation must contain to count as correct (case-insensitive).
+    var expected: String
+    /// Token span of the asked needle (a boundary token shared with the prose counts as needle).
+    var needleSpan: Range<Int>
+    /// Token spans of every needle, in text order (multikey: four, one of them `needleSpan`).
+    var allNeedleSpans: [Range<Int>]
+    /// The asked needle's depth: share of the haystack's tokens before it.
+    var depth: Double
+    /// Multikey: the four keys in text order; otherwise empty.
+    var keys: [String] = []
+    /// Multikey: the asked key; otherwise nil.
+    var asked: String?
+}
+
+/// Deterministic haystack generation for `bench niah`: varied sentences from templates (names, nouns,
+/// places, verbs, numbers), so that a needle cannot be found by spotting the one sentence that differs
+/// from a repeated filler, and the answer words never occur in the prose.
+enum Haystack {
+    /// Needle words (prose answers, multikey keys): concrete nouns that the filler never uses.
+    static let needleWords = [
+        "anchor", "apricot", "avocado", "banjo", "beetroot", "biscuit", "cactus", "canoe", "carrot", "cherry",
+        "chestnut", "coconut", "compass", "crayon", "cucumber", "dolphin", "feather", "giraffe", "glacier", "harmonica",
+        "hazelnut", "kangaroo", "lantern", "lemon", "lobster", "magnet", "mango", "marble", "meteor", "mushroom",
+        "nutmeg", "octopus", "onion", "oyster", "parsley", "peacock", "pebble", "pelican", "penguin", "pineapple",
+        "pretzel", "pumpkin", "raisin", "saffron", "sardine", "seashell", "telescope", "tomato", "trumpet", "tulip",
+        "turnip", "walnut", "zucchini",
+    ]
+    static let names = ["Mara", "Tobias", "Ines", "Rafael", "Greta", "Yusuf", "Lena", "Oskar", "Priya", "Daniel",
+                        "Hana", "Felix", "Amara", "Jonas", "Sofia", "Milo", "Nadia", "Theo", "Elif", "Bruno"]
+    /// Filler nouns; all pluralize with "s".
+    static let nouns = ["chair", "basket", "ladder", "bucket", "blanket", "bottle", "hammer", "window", "pencil", "candle",
+                        "wagon", "barrel", "kettle", "mirror", "bicycle", "umbrella", "notebook", "cart", "drum", "bell",
+                        "shovel", "clock", "jar", "map", "boot", "coin", "fence", "flag", "gate", "glove",
+                        "helmet", "lamp", "net", "pillow", "plate", "ribbon", "saddle", "sack", "spoon", "stool",
+                        "tent", "towel", "tray", "trunk", "violin", "whistle"]
+    static let places = ["harbor", "bakery", "library", "market", "train station", "old mill", "school", "post office",
+                         "orchard", "workshop", "museum", "town hall", "ferry dock", "greenhouse", "barn", "stadium",
+                         "hospital", "lighthouse", "bridge", "village square", "warehouse", "garden", "hotel", "chapel", "quarry"]
+    static let verbs = ["repaired", "painted", "moved", "cleaned", "measured", "polished", "inspected", "borrowed", "returned",
+                        "wrapped", "carried", "sold", "weighed", "hid", "found", "sorted", "labeled", "stacked",
+                        "photographed", "sketched"]
+    static let adjectives = ["old", "heavy", "narrow", "bright", "wooden", "rusty", "tall", "quiet", "crooked", "dusty",
+                             "small", "enormous", "faded", "shiny", "broken", "round", "sturdy", "pale", "wide", "clumsy"]
+    static let colors = ["red", "blue", "green", "yellow", "grey", "white", "orange", "purple", "brown", "black"]
+    static let materials = ["smoke", "fresh paint", "bread", "wet wool", "pine", "soap", "tar", "coffee", "sawdust", "salt"]
+    static let times = ["noon", "dawn", "midnight", "sunset", "lunch", "breakfast", "the evening bell", "the first train"]
+    static let weekdays = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+    /// Sentence templates; `{x}` slots are filled by `sentence(_:)`.
+    static let templates = [
+        "{Name} carried {n} {nouns} from the {place} to the {place2} before {time}.",
+        "At the {place}, a {adj} {noun} was {verbed} by {Name} while the {noun2} waited outside.",
+        "Nobody at the {place} remembered why the {noun} had been painted {color}.",
+        "{Name} counted {n} {nouns} near the {place} and wrote the total on a {adj} card.",
+        "The {adj} {noun} stood next to the {noun2}, and everyone went back to the {place}.",
+        "By {time} the {place} smelled of {material}, and {Name} opened every window.",
+        "In {year}, the {noun} at the {place} was replaced by a {color} {noun2}.",
+        "{Name} and {Name2} argued about the {noun} for {n} minutes at the {place}.",
+        "A {color} {noun} rolled across the floor of the {place}, surprising {Name}.",
+        "The {place} kept {n} {nouns} in a {adj} cupboard beside the door.",
+        "Every {weekday}, {Name} {verbed} the {noun} behind the {place}.",
+        "It took {n} days to fix the {noun} at the {place}, according to {Name}.",
+        "{Name} said the {place} had {n} windows, though {Name2} counted only {m}.",
+        "The road from the {place} to the {place2} passes a {adj} {noun} and a {color} {noun2}.",
+        "When the {noun} broke, {Name} mended it with a strip of {material}.",
+        "Rain fell on the {place} for {m} hours, and the {nouns} were moved indoors.",
+        "{Name} {verbed} a {adj} {noun} on {weekday} and left it at the {place}.",
+        "The children at the {place} drew a {color} {noun} on the wall in {year}.",
+    ]
+
+    /// One random element of `xs`.
+    static func pick<T>(_ xs: [T], _ rng: inout SeededGenerator) -> T { xs[Int(rng.next() % UInt64(xs.count))] }
+
+    /// One random sentence.
+    static func sentence(_ rng: inout SeededGenerator) -> String {
+        var s = pick(templates, &rng)
+        let n1 = pick(nouns, &rng)
+        var n2 = pick(nouns, &rng)
+        if n2 == n1 { n2 = nouns[(nouns.firstIndex(of: n1)! + 1) % nouns.count] }
+        let p1 = pick(places, &rng)
+        var p2 = pick(places, &rng)
+        if p2 == p1 { p2 = places[(places.firstIndex(of: p1)! + 1) % places.count] }
+        let a1 = pick(names, &rng)
+        var a2 = pick(names, &rng)
+        if a2 == a1 { a2 = names[(names.firstIndex(of: a1)! + 1) % names.count] }
+        let fills: [(String, String)] = [
+            ("{Name2}", a2), ("{Name}", a1), ("{nouns}", n1 + "s"), ("{noun2}", n2), ("{noun}", n1),
+            ("{place2}", p2), ("{place}", p1), ("{verbed}", pick(verbs, &rng)), ("{adj}", pick(adjectives, &rng)),
+            ("{color}", pick(colors, &rng)), ("{material}", pick(materials, &rng)), ("{time}", pick(times, &rng)),
+            ("{weekday}", pick(weekdays, &rng)), ("{year}", String(1850 + Int(rng.next() % 170))),
+            ("{n}", String(2 + Int(rng.next() % 98))), ("{m}", String(2 + Int(rng.next() % 30))),
+        ]
+        for (slot, value) in fills { s = s.replacingOccurrences(of: slot, with: value) }
+        return withArticles(s)
+    }
+
+    /// "a" before a vowel becomes "an" ("a orange whistle" → "an orange whistle").
+    static func withArticles(_ s: String) -> String {
+        var words = s.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        for i in words.indices.dropLast() where words[i] == "a" || words[i] == "A" {
+            if let f = words[i + 1].first, "aeiou".contains(f) { words[i] += "n" }
+        }
+        return words.joined(separator: " ")
+    }
+
+    /// The prose needle and its question, for answer `word`.
+    static func proseNeedle(_ word: String) -> String { "The secret ingredient of the festival soup is \(word)." }
+    static let proseQuestion = "What is the secret ingredient of the festival soup? The secret ingredient of the festival soup is"
+    /// A multikey needle and its question.
+    static func multikeyNeedle(key: String, number: Int) -> String { "One of the special magic numbers for \(key) is: \(number)." }
+    static func multikeyQuestion(key: String) -> String { "What is the special magic number for \(key)? The special magic number for \(key) is" }
+
+    /// Varied prose ending in `"\n" + question`, about `tokens` tokens long (it stops at the last sentence
+    /// that fits), with `needles` inserted between sentences at their depths (share of the prose's tokens
+    /// before each). Returns the prompt and each needle's token span, in the order of `needles`.
+    static func compose(tokens target: Int, needles: [(text: String, depth: Double)], question: String,
+                        rng: inout SeededGenerator, tokenizer: Tokenizer) -> (text: String, ids: [Int32], spans: [Range<Int>]) {
+        // Token counts of the pieces add up (the pre-tokenizer splits at the space or newline that opens
+        // each piece), so the budget is met without re-encoding the growing text.
+        let fixed = tokenizer.encode("\n" + question).count + needles.reduce(0) { $0 + tokenizer.encode(" " + $1.text).count }
+        var pieces = [(sep: String, sentence: String)](), counts = [Int]()
+        var used = fixed
+        while true {
+            // A new paragraph now and then, as in real prose.
+            let sep = rng.next() % 7 == 0 ? "\n" : " "
+            let s = sentence(&rng)
+            let n = tokenizer.encode(sep + s).count
+            if used + n > target && !pieces.isEmpty { break }
+            pieces.append((sep, s))
+            counts.append(n)
+            used += n
+        }
+        let total = counts.reduce(0, +)
+        // Needle i goes before the first sentence k whose preceding sentences hold ≥ depth · total tokens.
+        var prefix = [0]
+        for c in counts { prefix.append(prefix.last! + c) }
+        let at = needles.map { n in prefix.firstIndex { Double($0) >= n.depth * Double(total) } ?? pieces.count }
+        let order = needles.indices.sorted { (at[$0], $0) < (at[$1], $1) }
+        var text = "", starts = [Int: String](), ends = [Int: String]()
+        var next = 0
+        for k in 0...pieces.count {
+            while next < order.count && at[order[next]] == k {
+                let i = order[next]
+                starts[i] = text
+                text += (text.isEmpty ? "" : " ") + needles[i].text
+                ends[i] = text
+                next += 1
+            }
+            if k < pieces.count { text += text.isEmpty ? pieces[k].sentence : pieces[k].sep + pieces[k].sentence }
+        }
+        text += "\n" + question
+        let ids = tokenizer.encode(text)
+        let spans = needles.indices.map { i -> Range<Int> in
+            let s = commonPrefixCount(ids, tokenizer.encode(starts[i]!))
+            let e = max(s + 1, commonPrefixCount(ids, tokenizer.encode(ends[i]!)))
+            return s..<min(e, ids.count)
+        }
+        return (text, ids, spans)
+    }
+
+    /// A prompt of `task` of about `tokens` tokens with the asked needle at `depth`.
+    static func prompt(task: NiahTask, tokens: Int, depth: Double, rng: inout SeededGenerator, tokenizer: Tokenizer) -> NiahPrompt {
+        switch task {
+        case .prose:
+            let word = pick(needleWords, &rng)
+            let c = compose(tokens: tokens, needles: [(proseNeedle(word), depth)], question: proseQuestion, rng: &rng, tokenizer: tokenizer)
+            return NiahPrompt(text: c.text, ids: c.ids, expected: word, needleSpan: c.spans[0], allNeedleSpans: c.spans, depth: depth)
+        case .multikey:
+            var keys = [String](), numbers = [Int]()
+            while keys.count < 4 {
+                let k = pick(needleWords, &rng)
+                if !keys.contains(k) { keys.append(k) }
+            }
+            while numbers.count < 4 {
+                let n = 1_000_000 + Int(rng.next() % 9_000_000)
+                if !numbers.contains(n) { numbers.append(n) }
+            }
+            // The asked needle (index 0) at `depth`, the others at random depths.
+            let depths = [depth] + (1..<4).map { _ in Double(rng.next() % 1000) / 1000 }
+            let asked = Int(rng.next() % 4)
+            let perm = [asked] + (0..<4).filter { $0 != asked }   // needle j of `needles` is key perm[j]
+            let needles = perm.enumerated().map { (multikeyNeedle(key: keys[$0.element], number: numbers[$0.element]), depths[$0.offset]) }
+            let c = compose(tokens: tokens, needles: needles, question: multikeyQuestion(key: keys[asked]), rng: &rng, tokenizer: tokenizer)
+            let textOrder = c.spans.indices.sorted { c.spans[$0].lowerBound < c.spans[$1].lowerBound }
+            return NiahPrompt(text: c.text, ids: c.ids, expected: String(numbers[asked]), needleSpan: c.spans[0],
+                              allNeedleSpans: textOrder.map { c.spans[$0] }, depth: depth,
+                              keys: textOrder.map { keys[perm[$0]] }, asked: keys[asked])
+        case .passkey:
+            let key = 10000 + Int(rng.next() % 90000)
+            let p = BenchPasskey.prompt(tokens: tokens, depth: depth, key: key, tokenizer: tokenizer)
+            return NiahPrompt(text: p.text, ids: p.ids, expected: String(key), needleSpan: p.keySpan, allNeedleSpans: [p.keySpan], depth: depth)
+        }
+    }
+
+    /// Whether `answer` holds `expected` (case-insensitive).
+    static func isCorrect(answer: String, expected: String) -> Bool { answer.lowercased().contains(expected.lowercased()) }
+
+    /// The generator of one trial: fixed by (seed, task, length, trial) alone, so that every policy and
+    /// every `--lengths` list sees the same haystacks.
+    static func trialGenerator(seed: UInt64, task: NiahTask, length: Int, trial: Int) -> SeededGenerator {
+        let t = UInt64(NiahTask.allCases.firstIndex(of: task)!)
+        var g = SeededGenerator(seed: seed ^ (t &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(length) &* 0xC2B2_AE3D_27D4_EB4F)
+                                    ^ (UInt64(trial) &* 0x1656_67B1_9E37_79F9))
+        _ = g.next()
+        return g
+    }
+}
+
+/// LongHeads options of `bench niah`: those of `LongHeadsOptions`, with `--policy oracle` besides.
+struct NiahLongHeadsOptions: ParsableArguments {
+    @Option(name: .long, help: "LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
+    @Option(name: .long, help: "LongHeads attention length: tokens one head reads per query.") var attention: Int = LongHeadsParameters.default.attentionLength
+    @Option(name: .long, help: "Plain causal attention below this many tokens (default: the attention length).") var selectiveFrom: Int?
+    @Option(name: .long, help: """
+        How heads rank chunks: quest (default), quest-sub, paper, or oracle (quest with the needle's chunks \
+        forced into every selective head's selection, in ingest and at the answer: what perfect selection reaches).
+        """)
+    var policy: String = SelectionPolicy.default.rawValue
+    @Option(name: .long, help: "KV precision in the store: f16 or q8.") var precision: String = "f16"
+    @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+
+    static let oracle = "oracle"
+    static var policyNames: [String] { SelectionPolicy.allCases.map(\.rawValue) + [oracle] }
+
+    /// Whether the needle's chunks are forced into the selections.
+    var isOracle: Bool { policy == Self.oracle }
+
+    var parameters: LongHeadsParameters {
+        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom,
+                            policy: isOracle ? .quest : SelectionPolicy(rawValue: policy) ?? .default)
+    }
+
+    /// The parameters as printed with results; the oracle is named.
+    var description: String { parameters.description + (isOracle ? " oracle=needle" : "") }
+
+    var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
+
+    func validate() throws {
+        guard Self.policyNames.contains(policy) else {
+            throw ValidationError("--policy must be one of \(Self.policyNames.joined(separator: ", "))")
+        }
+        if let p = parameters.problem { throw ValidationError(p) }
+        guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
+        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+    }
+}
+
+/// `longheads bench niah`: needle-in-a-haystack retrieval in generated prose (one needle, or RULER's
+/// multi-key variant) or the passkey prompt, with the selection diagnostic of `bench passkey`.
+struct BenchNiah: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "niah",
+        abstract: "Needle-in-a-haystack accuracy per task and length (greedy, ≤ 12 tokens); JSON lines with --json.",
+        discussion: """
+            Haystacks are generated from the seed: varied template prose with a needle sentence (prose: "The \
+            secret ingredient of the festival soup is WORD."; multikey: four "special magic number" needles, one \
+            asked) or the passkey prompt, ending in the question in raw completion form. A trial is correct when \
+            the continuation contains the answer (case-insensitive). The selection diagnostic counts the \
+            (layer, head) pairs whose chunk selection at the last prompt token holds the asked needle's chunks \
+            (selection_recall). --policy oracle forces those chunks into every selective head's selection. \
+            With --json, one line per trial and one per (task, length); otherwise trial lines go to stderr and \
+            a summary table to stdout.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var lh: NiahLongHeadsOptions
+    @Option(name: .long, help: "Tasks, comma-separated: prose, multikey, passkey.") var task: String = "prose"
+    @Option(name: .long, help: "Prompt lengths in tokens, e.g. 8k,16k,32k.") var lengths: String = "8k,16k,32k"
+    @Option(name: .long, help: "Trials per task and length.") var trials: Int = 5
+    @Option(name: .long, help: "Needle depths to cycle through, e.g. 0.1,0.5,0.9 (default: a random depth per trial).") var depths: String?
+    @Option(name: .long, help: "Random seed (a trial's haystack depends on seed, task, length and trial only).") var seed: UInt64 = 1
+    @Flag(name: .long, help: "One JSON line per trial and per (task, length).") var json = false
+
+    /// Greedy continuation length: enough for a word or a seven-digit number and some slack.
+    static let maxAnswerTokens = 12
+
+    var taskList: [NiahTask]? {
+        let parts = task.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let tasks = parts.compactMap(NiahTask.init(rawValue:))
+        return tasks.count == parts.count && !tasks.isEmpty ? tasks : nil
+    }
+
+    var lengthList: [Int] { lengths.split(separator: ",").compactMap(BenchPasskey.parseLength) }
+
+    func validate() throws {
+        guard taskList != nil else {
+            throw ValidationError("--task must be one or more of \(NiahTask.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard trials >= 1 else { throw ValidationError("--trials must be ≥ 1") }
+        guard !lengthList.isEmpty, lengthList.count == lengths.split(separator: ",").count else {
+            throw ValidationError("--lengths: give positive lengths, e.g. 8k,16k or 2048")
+        }
+        if let depths, DepthSchedule.parse(depths) == nil {
+            throw ValidationError("--depths: give depths in 0...1, e.g. 0.1,0.5,0.9")
+        }
+    }
+
+    /// One (task, length) row of the summary.
+    struct Summary {
+        var task: NiahTask, length: Int
+        var hits = 0, trials = 0, tokens = 0
+        var seconds = 0.0
+        var recalls = [Double](), hitRecalls = [Double](), missRecalls = [Double]()
+    }
+
+    func run() throws {
+        try guarded {
+            let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
+            let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
+            let parameters = lh.parameters
+            let depthList = depths.flatMap { DepthSchedule.parse($0) }
+            let (L, H) = (model.config.layers, model.config.heads)
+            var rows = [Summary]()
+            for task in taskList! {
+                for length in lengthList {
+                    var row = Summary(task: task, length: length)
+                    for t in 0..<trials {
+                        var rng = Haystack.trialGenerator(seed: seed, task: task, length: length, trial: t)
+                        // Drawn even when --depths is given, so a seed gives the same needles either way.
+                        let randomDepth = Double(rng.next() % 1000) / 1000
+                        let depth = DepthSchedule.depth(trial: t, depths: depthList, random: randomDepth)
+                        let p = Haystack.prompt(task: task, tokens: length, depth: depth, rng: &rng, tokenizer: tokenizer)
+                        let last = p.ids.count - 1
+                        let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
+                        let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: needleChunks)
+                        let oracle = lh.isOracle ? needleChunks : nil
+                        let dir = NSTemporaryDirectory() + "longheads-niah-\(getpid())-\(t)"
+                        defer { try? FileManager.default.removeItem(atPath: dir) }
+                        let clock = ContinuousClock()
+                        let t0 = clock.now
+                        // The oracle acts on every token past the needle: the ingested chunks' keys and values
+                        // (the question's own tokens among them) are then computed as with perfect selection.
+                        let (session, logits) = try pipeline.run(
+                            prompt: p.ids, storeAt: dir, modelFile: model.file, parameters: parameters,
+                            precision: lh.kvPrecision, chat: false,
+                            prepare: { attention in
+                                attention.oracleChunks = oracle
+                                attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                            },
+                            prepareIngest: { $0.oracleChunks = oracle })
+                        // Only the answer step is diagnosed; the oracle stays for the answer tokens.
+                        session.attention.selectionObserver = nil
+                        var answer = ""
+                        _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
+                        let elapsed = (clock.now - t0).seconds
+                        let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
+                        let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
+                        let recall: Double? = tally.complete ? tally.recall : nil
+                        row.trials += 1
+                        row.tokens += p.ids.count
+                        row.seconds += elapsed
+                        if ok { row.hits += 1 }
+                        if let recall {
+                            row.recalls.append(recall)
+                            if ok { row.hitRecalls.append(recall) } else { row.missRecalls.append(recall) }
+                        }
+                        if json {
+                            var o: [String: Any] = [
+                                "task": task.rawValue, "length": length, "tokens": p.ids.count, "trial": t, "depth": depth,
+                                "policy": lh.policy, "parameters": lh.description, "precision": lh.precision, "seed": seed,
+                                "expected": p.expected, "answer": answer, "correct": ok, "seconds": elapsed,
+                                "selection_recall": recall ?? NSNull(), "selection_per_layer": tally.perLayer,
+                                "needle_in_forced_chunk": forced, "needle_span": [p.needleSpan.lowerBound, p.needleSpan.upperBound],
+                                "needle_chunks": Array(needleChunks), "answer_chunk": last / parameters.chunkSize,
+                            ]
+                            if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
+                            print(try jsonLine(o))
+                        } else {
+                            log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, %.1f s",
+                                       task.rawValue, p.ids.count, depth, lh.policy, ok ? "ok" : "MISS", p.expected,
+                                       answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
+                                       tally.recall, forced ? " (forced)" : "", elapsed))
+                            log("  selection heads/\(H) per layer: \(tally.countsLine)")
+                        }
+                    }
+                    if json { print(try jsonLine(summaryObject(row, depthList: depthList))) }
+                    rows.append(row)
+                }
+            }
+            if !json { print(summaryTable(rows), terminator: "") }
+        }
+    }
+
+    /// The JSON summary of one (task, length).
+    func summaryObject(_ r: Summary, depthList: [Double]?) -> [String: Any] {
+        let p = lh.parameters
+        return [
+            "task": r.task.rawValue, "length": r.length, "correct": r.hits, "trials": r.trials,
+            "accuracy": Double(r.hits) / Double(max(1, r.trials)), "mean_tokens": Double(r.tokens) / Double(max(1, r.trials)),
+            "policy": lh.policy, "parameters": lh.description, "chunk": p.chunkSize, "attention": p.attentionLength,
+            "selective_from": p.beginSelective, "precision": lh.precision, "seed": seed,
+            "depths": depthList.map { $0 as Any } ?? "random",
+            "mean_seconds_per_trial": r.seconds / Double(max(1, r.trials)), "peak_rss_bytes": peakRSSBytes(),
+            "mean_selection_recall": mean(r.recalls) ?? NSNull(),
+            "mean_selection_recall_hits": mean(r.hitRecalls) ?? NSNull(),
+            "mean_selection_recall_misses": mean(r.missRecalls) ?? NSNull(),
+        ]
+    }
+
+    /// The text-mode summary: a header naming the parameters, then one row per (task, length).
+    func summaryTable(_ rows: [Summary]) -> String {
+        func f(_ x: Double?) -> String { x.map { String(format: "%.2f", $0) } ?? "-" }
+        let header = ["task", "length", "tokens", "accuracy", "correct", "recall", "recall_hits", "recall_misses", "s/trial", "peak_rss_MiB"]
+        let cells = rows.map { r -> [String] in
+            let n = max(1, r.trials)
+            return [r.task.rawValue, String(r.length), String(r.tokens / n), String(format: "%.2f", Double(r.hits) / Double(n)),
+                    "\(r.hits)/\(r.trials)", f(mean(r.recalls)), f(mean(r.hitRecalls)), f(mean(r.missRecalls)),
+                    String(format: "%.1f", r.seconds / Double(n)), String(peakRSSBytes() >> 20)]
+        }
+        // Columns as wide as their widest cell; the task left-aligned, figures right-aligned.
+        let widths = header.indices.map { c in ([header] + cells).map { $0[c].count }.max()! }
+        func line(_ row: [String]) -> String {
+            row.indices.map { c in
+                let pad = String(repeating: " ", count: widths[c] - row[c].count)
+                return c == 0 ? row[c] + pad : pad + row[c]
+            }.joined(separator: "  ") + "\n"
+        }
+        return "niah \(lh.description) precision=\(lh.precision) seed=\(seed) depths=\(depths ?? "random")\n"
+            + line(header) + cells.map(line).joined()
+    }
+
+    /// One JSON object on one line, keys sorted.
+    private func jsonLine(_ o: [String: Any]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+    }
+}
