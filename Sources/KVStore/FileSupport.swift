@@ -254,6 +254,35 @@ struct DataFileHeader: Equatable {
     }
 }
 
+/// Memory for large buffers taken straight from the kernel (anonymous mmap) instead of malloc.
+///
+/// Freeing a block malloc got from mmap raises glibc's mmap threshold to its size, after which blocks up to
+/// that size come from the heaps, where freed ones stay resident: the process's RSS would then ratchet up
+/// with each session that allocates and frees page-sized buffers. Mapped memory is returned exactly.
+enum LargeAllocation {
+    /// `bytes` zero-filled bytes, page-aligned.
+    static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+        guard let p = mmap(nil, max(bytes, 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            fatalError("out of memory: mmap of \(bytes) bytes failed (errno \(errno))")
+        }
+        return p
+    }
+
+    static func deallocate(_ p: UnsafeMutableRawPointer, _ bytes: Int) { munmap(p, max(bytes, 1)) }
+
+    /// Runs `body` with a temporary buffer of `bytes` (from malloc when small).
+    static func withBuffer<R>(_ bytes: Int, _ body: (UnsafeMutableRawPointer) throws -> R) rethrows -> R {
+        if bytes <= 64 << 10 {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+            defer { p.deallocate() }
+            return try body(p)
+        }
+        let p = allocate(bytes)
+        defer { deallocate(p, bytes) }
+        return try body(p)
+    }
+}
+
 func closeFD(_ fd: Int32) { _ = close(fd) }
 
 func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }

@@ -65,7 +65,7 @@ public final class PageCache: @unchecked Sendable {
     }
 
     deinit {
-        for s in slots { s.buffer.deallocate() }
+        for s in slots { LargeAllocation.deallocate(s.buffer, pageBytes) }
     }
 
     /// Pages the cache can hold.
@@ -183,7 +183,8 @@ public final class PageCache: @unchecked Sendable {
     private func takeSlot() throws -> Int {
         if let i = free.popLast() { return i }
         if slots.count < maxSlots {
-            let b = UnsafeMutablePointer<Float>.allocate(capacity: reader.geometry.floatsPerPage)
+            // Straight from the kernel, so that the memory goes back exactly when the cache goes.
+            let b = LargeAllocation.allocate(pageBytes).bindMemory(to: Float.self, capacity: reader.geometry.floatsPerPage)
             slots.append(Slot(key: nil, buffer: b))
             byBuffer[b] = slots.count - 1
             stats.residentBytes += pageBytes

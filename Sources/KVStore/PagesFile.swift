@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import CLZ4
 import CStoreSupport
 
@@ -138,15 +143,75 @@ enum PageDecoder {
     /// - Parameters:
     ///   - expected: what the page table says: stored bytes and data CRC.
     ///   - end: committed (or written) length of the file; nothing past it is read.
+    ///   - checkData: check the CRC of the stored bytes (false: the caller checked them before, see
+    ///     `StoreCore.readPage`); the page header and its CRC are always checked.
     static func decode(base: UnsafeRawPointer, offset: Int, end: Int, path: String, chunk: Int, layer: Int,
                        expectedStored: Int, expectedCRC: UInt32, tokens: Int?, geometry g: StoreGeometry,
-                       into dst: UnsafeMutablePointer<Float>) throws {
+                       checkData: Bool = true, into dst: UnsafeMutablePointer<Float>) throws {
+        try checkPlacement(offset: offset, end: end, path: path, chunk: chunk, layer: layer, expectedStored: expectedStored)
+        let hp = base + offset
+        let h = try header(hp, offset: offset, path: path, chunk: chunk, layer: layer, expectedStored: expectedStored,
+                           expectedCRC: expectedCRC, tokens: tokens, geometry: g)
+        try decodeData(h, hp + pageHeaderBytes, offset: offset, path: path, chunk: chunk, layer: layer, geometry: g,
+                       checkData: checkData, into: dst)
+    }
+
+    /// Reads the page at `offset` of `file` with one `preadv` and decodes it into `dst`, like
+    /// `decode(base:...)` but without mapping the file (nothing stays resident, no page faults): the
+    /// stored bytes go straight into `dst`, at its tail for a raw page (converted in place) and at its
+    /// head for an LZ4 page (decompressed into the tail, which they cannot reach: an LZ4 page is smaller
+    /// than its raw encoding, and the tail holds `4 × floats − raw` ≥ raw bytes).
+    static func read(file: StoreFile, offset: Int, end: Int, chunk: Int, layer: Int, expectedStored: Int, expectedCRC: UInt32,
+                     tokens: Int?, geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutablePointer<Float>) throws {
+        try checkPlacement(offset: offset, end: end, path: file.path, chunk: chunk, layer: layer, expectedStored: expectedStored)
+        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        // The encoder stores a page raw exactly when LZ4 would not make it smaller (stored == raw).
+        let rawPage = expectedStored == rawBytes
+        let data = UnsafeMutableRawPointer(dst) + (rawPage ? 4 * g.floatsPerPage - rawBytes : 0)
+        try withUnsafeTemporaryAllocation(byteCount: pageHeaderBytes, alignment: 16) { hb in
+            let hp = hb.baseAddress!
+            var iov = [iovec(iov_base: hp, iov_len: pageHeaderBytes), iovec(iov_base: data, iov_len: expectedStored)]
+            let want = pageHeaderBytes + expectedStored
+            var done = 0
+            while done < want {
+                // Retry short reads from where they stopped (only the data part can be left).
+                let n: Int = iov.withUnsafeMutableBufferPointer { v in
+                    if done < pageHeaderBytes {
+                        v[0] = iovec(iov_base: hp + done, iov_len: pageHeaderBytes - done)
+                        return preadv(file.fd, v.baseAddress!, 2, off_t(offset + done))
+                    }
+                    v[1] = iovec(iov_base: data + (done - pageHeaderBytes), iov_len: want - done)
+                    return preadv(file.fd, v.baseAddress! + 1, 1, off_t(offset + done))
+                }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw StoreError.io(path: file.path, operation: "read of page chunk \(chunk) layer \(layer)", offset: offset + done, errno: errno)
+                }
+                if n == 0 { throw StoreError.truncated(path: file.path, what: "page chunk \(chunk) layer \(layer)", neededBytes: offset + want, fileBytes: offset + done) }
+                done += n
+            }
+            let h = try header(UnsafeRawPointer(hp), offset: offset, path: file.path, chunk: chunk, layer: layer, expectedStored: expectedStored,
+                               expectedCRC: expectedCRC, tokens: tokens, geometry: g)
+            if (h.codec == PageCodec.raw.rawValue) != rawPage {
+                throw StoreError.inconsistent(path: file.path, what: "codec in page header of chunk \(chunk) layer \(layer)", offset: offset,
+                                              expected: rawPage ? "0 (raw: stored size = raw size)" : "1 (LZ4: stored size < raw size)", found: "\(h.codec)")
+            }
+            try decodeData(h, UnsafeRawPointer(data), offset: offset, path: file.path, chunk: chunk, layer: layer, geometry: g,
+                           checkData: checkData, into: dst)
+        }
+    }
+
+    private static func checkPlacement(offset: Int, end: Int, path: String, chunk: Int, layer: Int, expectedStored: Int) throws {
         guard offset >= dataFileHeaderBytes, offset + pageHeaderBytes + expectedStored <= end else {
             throw StoreError.inconsistent(path: path, what: "page table entry of chunk \(chunk) layer \(layer)", offset: offset,
                                           expected: "a page inside the \(end) committed bytes",
                                           found: "\(pageHeaderBytes + expectedStored) bytes at offset \(offset)")
         }
-        let hp = base + offset
+    }
+
+    /// The checked header at `hp` (the page's header, from the file at `offset`).
+    private static func header(_ hp: UnsafeRawPointer, offset: Int, path: String, chunk: Int, layer: Int, expectedStored: Int,
+                               expectedCRC: UInt32, tokens: Int?, geometry g: StoreGeometry) throws -> PageHeader {
         let (hOpt, m, hStored, hComputed) = PageHeader.decode(hp)
         guard let h = hOpt else {
             if m != pageMagic {
@@ -167,15 +232,22 @@ enum PageDecoder {
         if let tokens, h.tokens != tokens { throw mismatch("token count", "\(tokens)", "\(h.tokens)") }
         guard let codec = PageCodec(rawValue: h.codec) else { throw mismatch("codec", "0 or 1", "\(h.codec)") }
         if codec == .raw && h.storedBytes != rawBytes { throw mismatch("stored size of a raw page", "\(rawBytes)", "\(h.storedBytes)") }
-        let data = hp + pageHeaderBytes
-        let crc = crc32c(data, h.storedBytes)
+        return h
+    }
+
+    /// Checks the stored bytes at `data` (unless `checkData` is false) and decodes them into `dst`. `data`
+    /// may lie inside `dst`: at its tail (a raw page, converted in place) or below it (an LZ4 page).
+    private static func decodeData(_ h: PageHeader, _ data: UnsafeRawPointer, offset: Int, path: String, chunk: Int, layer: Int,
+                                   geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutablePointer<Float>) throws {
+        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        let crc = checkData ? crc32c(data, h.storedBytes) : h.dataCRC
         guard crc == h.dataCRC else {
             throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset + pageHeaderBytes,
                                                   expected: h.dataCRC, found: crc)
         }
         let n = g.floatsPerPage
         let src: UnsafeRawPointer
-        if codec == .lz4 {
+        if h.codec == PageCodec.lz4.rawValue {
             let tail = UnsafeMutableRawPointer(dst) + (4 * n - rawBytes)
             let got = LZ4_decompress_safe(data.assumingMemoryBound(to: CChar.self), tail.assumingMemoryBound(to: CChar.self),
                                           Int32(h.storedBytes), Int32(rawBytes))

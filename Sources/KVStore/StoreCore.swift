@@ -21,6 +21,11 @@ final class StoreCore: @unchecked Sendable {
     private var chunks: Int
     private var pagesEnd: Int
     private var committed: StoreHeader
+    /// Layer-major copy of the features for scans (created on first use), its lock, and the first chunk
+    /// whose copy is stale (a truncated or replaced chunk); guarded by `lock`.
+    private var layerMajor: LayerMajorFeatures?
+    private let layerMajorLock = NSLock()
+    private var layerMajorStaleFrom = Int.max
 
     /// What a reader needs for one operation; the pointers stay valid as long as the core lives.
     struct Snapshot {
@@ -96,6 +101,10 @@ final class StoreCore: @unchecked Sendable {
         try tableMap.cover(dataFileHeaderBytes + c * tableRecordBytes)
         try featuresMap.cover(dataFileHeaderBytes + c * featureChunkBytes)
         try tokensMap.cover(dataFileHeaderBytes + c * tokensRecordBytes)
+        if c < chunks {
+            layerMajorStaleFrom = min(layerMajorStaleFrom, c)
+            uncheckPages(fromChunk: c)
+        }
         chunks = c
         pagesEnd = end
     }
@@ -123,39 +132,144 @@ final class StoreCore: @unchecked Sendable {
     }
 
     func checkFeatures(_ s: Snapshot, _ chunk: Int, expectedCRC: UInt32) throws {
-        let o = featuresOffset(chunk)
-        let crc = crc32c(s.features + o, featureChunkBytes)
-        guard crc == expectedCRC else {
-            throw StoreError.checksumMismatch(path: features.path, what: "features of chunk \(chunk)", offset: o,
-                                              expected: expectedCRC, found: crc)
+        try checkFeatures(chunk..<(chunk + 1)) { _ in expectedCRC }
+    }
+
+    /// Checks the features of `chunks` against their CRCs (`expectedCRC(chunk)`), read with `pread` a few
+    /// MiB at a time: through the mapping, a check of every chunk (`StoreReader.open`) would make the
+    /// whole file resident at once.
+    func checkFeatures(_ chunks: Range<Int>, expectedCRC: (Int) throws -> UInt32) throws {
+        guard !chunks.isEmpty, featureChunkBytes > 0 else { return }
+        let batch = min(chunks.count, max(1, (2 << 20) / featureChunkBytes))
+        try LargeAllocation.withBuffer(batch * featureChunkBytes) { buffer in
+            var c0 = chunks.lowerBound
+            while c0 < chunks.upperBound {
+                let n = min(batch, chunks.upperBound - c0)
+                try features.read(into: buffer, n * featureChunkBytes, at: featuresOffset(c0), what: "features of chunks \(c0)..<\(c0 + n)")
+                for x in 0..<n {
+                    let c = c0 + x, expected = try expectedCRC(c)
+                    let crc = crc32c(buffer + x * featureChunkBytes, featureChunkBytes)
+                    guard crc == expected else {
+                        throw StoreError.checksumMismatch(path: features.path, what: "features of chunk \(c)", offset: featuresOffset(c),
+                                                          expected: expected, found: crc)
+                    }
+                }
+                c0 += n
+            }
         }
     }
+
+    /// Marks the layer-major copy and the checked pages of chunks `chunk...` stale (a partial last chunk
+    /// was replaced by another process: `StoreReader.refresh`).
+    func invalidateDerived(fromChunk chunk: Int) {
+        lock.lock()
+        layerMajorStaleFrom = min(layerMajorStaleFrom, chunk)
+        uncheckPages(fromChunk: chunk)
+        lock.unlock()
+    }
+
+    /// Points `rows[x]` at row `layer` of the features of chunk `range.lowerBound + x` (readable chunks),
+    /// in the layer-major copy, bringing the copy up to date first. The pointers stay valid while the core
+    /// lives; the pages the previous call handed out are dropped first (see `LayerMajorFeatures`).
+    func featureRows(layer: Int, range: Range<Int>, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) throws {
+        let g = geometry
+        guard g.layers > 0, g.featureFloatsPerChunk % g.layers == 0 else {
+            throw StoreError.invalidArgument("\(dir): features of \(g.featureFloatsPerChunk) floats are not \(g.layers) rows of one size")
+        }
+        guard layer >= 0 && layer < g.layers else {
+            throw StoreError.invalidArgument("\(dir): layer \(layer) out of range (the store has \(g.layers) layers)")
+        }
+        // Lock order: layerMajorLock, then lock (publish and invalidate take only lock).
+        layerMajorLock.lock()
+        defer { layerMajorLock.unlock() }
+        lock.lock()
+        let available = chunks
+        let staleFrom = layerMajorStaleFrom
+        layerMajorStaleFrom = .max
+        lock.unlock()
+        if let copy = layerMajor { copy.chunks = min(copy.chunks, staleFrom) }
+        guard range.lowerBound >= 0 && range.upperBound <= available else {
+            throw StoreError.invalidArgument("\(dir): chunks \(range) out of range (the store has \(available) chunks)")
+        }
+        if range.isEmpty || featureChunkBytes == 0 { return }
+        if layerMajor == nil {
+            layerMajor = try LayerMajorFeatures.create(storeDir: dir, layers: g.layers, rowBytes: featureChunkBytes / g.layers)
+        }
+        let copy = layerMajor!
+        try copy.fill(upTo: range.upperBound, from: features, chunkBytes: featureChunkBytes)
+        if let last = copy.lastScan { dropResident(last.base, last.range) }
+        let base = copy.map.base
+        let lo = copy.offset(layer: layer, chunk: range.lowerBound)
+        var hi = lo
+        for (x, c) in range.enumerated() {
+            let o = copy.offset(layer: layer, chunk: c)
+            rows[x] = (base + o).assumingMemoryBound(to: Float.self)
+            hi = max(hi, o + copy.rowBytes)
+        }
+        copy.lastScan = (base, lo..<hi)
+    }
+
+    /// Unmaps the resident pages of `range` of a read-only mapping at `base`, rounded out to whole pages
+    /// (they stay in the OS page cache, and any access refaults them: nothing is lost).
+    private func dropResident(_ base: UnsafeRawPointer, _ range: Range<Int>) {
+        let lo = range.lowerBound / 4096 * 4096, hi = (range.upperBound + 4095) / 4096 * 4096
+        if hi > lo { _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, MADV_DONTNEED) }
+    }
+
+    /// Drops the resident pages of the `features` mapping: a check of all features (`StoreReader.open`)
+    /// or callers reading through `StoreReader.features` would otherwise keep them resident.
+    func dropResidentFeatures() { featuresMap.dropResident(featuresOffset(snapshot().chunks)) }
 
     /// Drops the resident pages of the `pages` mapping (see `Mapping.dropResident`).
     func dropResidentPages() { pagesMap.dropResident(snapshot().pagesEnd) }
 
-    /// Page reads since the mapping's resident pages were last dropped (approximate under concurrency:
-    /// it only paces the drops).
-    private var readsSinceDrop = 0
+    /// Pages whose stored bytes passed their CRC since this core was opened, one bit per (chunk, layer);
+    /// guarded by `lock`. LongHeads reads the same pages again and again (every block of an ingest, every
+    /// step of an answer); committed pages are never rewritten, so their CRC is checked at the first read
+    /// only (the header of a page is checked at every read). Bits of chunks that are cut off or replaced
+    /// are cleared (`publish`, `invalidateDerived`).
+    private var checkedPages: [UInt64] = []
+
+    private func isChecked(_ bit: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return bit / 64 < checkedPages.count && checkedPages[bit / 64] & (1 << UInt64(bit % 64)) != 0
+    }
+
+    private func setChecked(_ bit: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        // A page of a chunk that was cut off meanwhile must not be marked: only chunks still published.
+        guard bit / geometry.layers < chunks else { return }
+        if bit / 64 >= checkedPages.count { checkedPages += [UInt64](repeating: 0, count: bit / 64 + 1 - checkedPages.count + 16) }
+        checkedPages[bit / 64] |= 1 << UInt64(bit % 64)
+    }
+
+    /// Clears the checked bits of chunks `chunk...`. Lock held.
+    private func uncheckPages(fromChunk chunk: Int) {
+        let first = chunk * geometry.layers
+        var b = first
+        while b / 64 < checkedPages.count {
+            if b % 64 == 0 {
+                checkedPages[b / 64] = 0
+                b += 64
+            } else {
+                checkedPages[b / 64] &= ~(1 << UInt64(b % 64))
+                b += 1
+            }
+        }
+    }
 
     func readPage(_ s: Snapshot, chunk: Int, layer: Int, into dst: UnsafeMutablePointer<Float>) throws {
         let o = tableOffset(chunk)
         let e = try PageTableRecord.entry(s.table + o, layer: layer, layers: geometry.layers, path: table.path, chunk: chunk, offset: o)
-        try PageDecoder.decode(base: s.pages, offset: e.offset, end: s.pagesEnd, path: pages.path, chunk: chunk, layer: layer,
-                               expectedStored: e.stored, expectedCRC: e.crc, tokens: e.tokens, geometry: geometry, into: dst)
-        // Drop the mapping's pages we just read: file-backed pages that stay mapped count towards the
-        // process's RSS, which would then grow with the document. They remain in the OS page cache, so
-        // a later read refaults them cheaply; the mapping is read-only, so nothing is lost.
-        let pageSize = 4096
-        let lo = e.offset / pageSize * pageSize
-        let hi = min(s.pagesEnd, (e.offset + pageHeaderBytes + e.stored + pageSize - 1) / pageSize * pageSize)
-        if hi > lo { _ = madvise(UnsafeMutableRawPointer(mutating: s.pages + lo), hi - lo, MADV_DONTNEED) }
-        // The kernel's fault-around maps neighbouring pages too; drop everything now and then so that a
-        // long session of reads keeps RSS bounded whatever the file size.
-        readsSinceDrop += 1
-        if readsSinceDrop >= 64 {
-            readsSinceDrop = 0
-            pagesMap.dropResident(s.pagesEnd)
-        }
+        let bit = chunk * geometry.layers + layer
+        let checked = isChecked(bit)
+        // With `pread`, not through the mapping: file pages that stay mapped count towards the process's
+        // RSS (which would then grow with the document), and dropping them after every read cost a
+        // system call and a TLB shootdown on every core running this process.
+        try PageDecoder.read(file: pages, offset: e.offset, end: s.pagesEnd, chunk: chunk, layer: layer, expectedStored: e.stored,
+                             expectedCRC: e.crc, tokens: e.tokens, geometry: geometry, checkData: !checked, into: dst)
+        if !checked { setChecked(bit) }
     }
 }

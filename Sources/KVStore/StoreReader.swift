@@ -7,8 +7,11 @@ import Darwin
 /// Read access to a store: the committed state of a store on disk (`open`), or everything a writer has
 /// appended so far (`StoreWriter.reader`).
 ///
-/// All files are memory-mapped, nothing is read whole into RAM: `features` is one zero-copy pointer,
-/// `readPage` decodes one page straight from the mapping into the caller's buffer. Thread-safe: any
+/// Nothing is read whole into RAM, and what a long session reads does not stay resident: `readPage`
+/// reads one page with `pread` straight into the caller's buffer and decodes it there; `featureRows`
+/// scans one layer of the features (see there); `features` is one zero-copy pointer into the mapped
+/// `features` file (its pages stay resident once touched). A page's stored bytes are checked against
+/// their CRC at the first read of that page by this reader (its header at every read). Thread-safe: any
 /// number of threads may read at once.
 ///
 /// A reader opened from disk sees the state committed when it was opened (call `refresh` to see later
@@ -50,11 +53,14 @@ public final class StoreReader: @unchecked Sendable {
     private func checkIndex(from: Int, to: Int, header h: StoreHeader) throws {
         let s = core.snapshot()
         var end = from == to ? (to == 0 ? dataFileHeaderBytes : -1) : -1
+        var featureCRCs = [UInt32]()
+        featureCRCs.reserveCapacity(to - from)
         for c in from..<to {
             let r = try core.tableRecord(s, c)
-            try core.checkFeatures(s, c, expectedCRC: r.featuresCRC)
+            featureCRCs.append(r.featuresCRC)
             if c == to - 1 { end = r.offsets[h.geometry.layers - 1] + pageHeaderBytes + r.storedBytes[h.geometry.layers - 1] }
         }
+        try core.checkFeatures(from..<to) { featureCRCs[$0 - from] }
         if end >= 0 && end != h.pagesBytes {
             throw StoreError.inconsistent(path: core.pages.path, what: "end of the last committed page", offset: end,
                                           expected: "\(h.pagesBytes) (header)", found: "\(end) (page table)")
@@ -82,6 +88,7 @@ public final class StoreReader: @unchecked Sendable {
         try core.publish(chunks: h.chunkCount, pagesEnd: h.pagesBytes)
         // From the old last chunk on: a partial last chunk may have been replaced by a complete one.
         try checkIndex(from: max(0, old.chunkCount - 1), to: h.chunkCount, header: h)
+        core.invalidateDerived(fromChunk: max(0, old.chunkCount - 1))
         core.setCommitted(h)
         return h.chunkCount
     }
@@ -109,6 +116,21 @@ public final class StoreReader: @unchecked Sendable {
         (core.snapshot().features + dataFileHeaderBytes).assumingMemoryBound(to: Float.self)
     }
 
+    /// Points `rows[x]` at the features of `layer` of chunk `chunks.lowerBound + x`: a row of
+    /// `featureFloatsPerChunk / layers` floats. The features of a chunk are `layers` rows of equal size,
+    /// row l belonging to layer l (`featureFloatsPerChunk` must be a multiple of `layers`).
+    ///
+    /// For scans of one layer over many chunks (LongHeads selection). The rows point into a layer-major
+    /// copy of the features (a private temporary file, made on first use and extended as chunks are added,
+    /// mapped read-only), so a scan touches only that layer's bytes; and each call first unmaps the pages
+    /// the previous call's rows made resident, so however long the document, at most one scan's rows are
+    /// resident. (Reading the same rows through `features` keeps every feature page resident.) The pointers
+    /// stay valid while this reader (or its writer) lives: a dropped page is read again on access.
+    /// Thread-safe.
+    public func featureRows(layer: Int, chunks: Range<Int>, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) throws {
+        try core.featureRows(layer: layer, range: chunks, into: rows)
+    }
+
     private func checkChunk(_ chunk: Int, _ s: StoreCore.Snapshot) throws {
         guard chunk >= 0 && chunk < s.chunks else {
             throw StoreError.invalidArgument("\(path): chunk \(chunk) out of range (the store has \(s.chunks) chunks)")
@@ -130,7 +152,8 @@ public final class StoreReader: @unchecked Sendable {
     }
 
     /// Decodes page (chunk, layer) into `buffer` (at least `floatsPerPage` floats) after checking the
-    /// page table entry, the page header and the CRC of the stored bytes. Allocates nothing.
+    /// page table entry, the page header and (at this reader's first read of the page) the CRC of the
+    /// stored bytes. Allocates nothing.
     public func readPage(chunk: Int, layer: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         let s = core.snapshot()
         try checkChunk(chunk, s)

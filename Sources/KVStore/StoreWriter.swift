@@ -340,6 +340,7 @@ public final class StoreWriter {
             if pending > 0 {
                 for f in [core.pages, core.table, core.features, core.tokens] { try f.sync() }
                 core.dropResidentPages()
+                core.dropResidentFeatures()
             }
             try writeHeader()
         }

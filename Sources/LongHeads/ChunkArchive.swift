@@ -15,6 +15,12 @@ public protocol ChunkArchive: AnyObject {
     /// Summary of an archived chunk (`ChunkSummaryLayout`); valid while the archive lives.
     func features(ofChunk chunk: Int) throws -> UnsafePointer<Float>
 
+    /// Points `rows[x]` at layer `layer`'s part of the summary of chunk `chunks.lowerBound + x`
+    /// (`rowFloats` floats, `ChunkSummaryLayout.floatsPerLayer`), for a scan of one layer over many
+    /// chunks. The pointers stay valid until the next call (an archive on disk may release the rows of
+    /// the previous scan, so that what scans make resident does not grow with the document).
+    func featureRows(layer: Int, chunks: Range<Int>, rowFloats: Int, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) throws
+
     /// Archives chunk `chunkCount` (all layers' pages at once, `pages[layer]`) with its summary.
     func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws
 

@@ -50,6 +50,8 @@ public final class LongHeadsAttention: Attention {
     /// transposed to [row][headDim][chunk] so that eight chunks are scored per vector operation.
     private let slabChunks = 256
     private let slab: UnsafeMutablePointer<Float>
+    /// Pointers to one layer's summary rows of the chunks of one slab (`ChunkArchive.featureRows`).
+    private let slabRows: UnsafeMutablePointer<UnsafePointer<Float>>
     private let bestScore: UnsafeMutablePointer<Float>     // [w·heads][K-3], descending
     private let bestChunk: UnsafeMutablePointer<Int32>     // [w·heads][K-3]
     private let rotatedQ: UnsafeMutablePointer<Float>      // [w·heads][headDim] queries at the first selectable slot
@@ -107,6 +109,7 @@ public final class LongHeadsAttention: Attention {
         bestScore = .allocate(capacity: w * H * pick)
         bestChunk = .allocate(capacity: w * H * pick)
         rotatedQ = .allocate(capacity: w * H * D)
+        slabRows = .allocate(capacity: slabChunks)
         selection = .allocate(capacity: w * H * maxSlots)
         selectionCount = .allocate(capacity: w * H)
         requests = .allocate(capacity: w * H * maxSlots)
@@ -136,6 +139,7 @@ public final class LongHeadsAttention: Attention {
             p.deallocate()
         }
         bestChunk.deallocate()
+        slabRows.deallocate()
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
         partialState.deallocate(); featState.deallocate()
         scratchState.deallocate(); scratchLimit.deallocate()
@@ -385,13 +389,14 @@ public final class LongHeadsAttention: Attention {
             let m = min(slabChunks, candidates - j0 + 1)
             let m8 = (m + 7) / 8 * 8
             // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
+            try archive.featureRows(layer: l, chunks: j0..<(j0 + m), rowFloats: summary.floatsPerLayer, into: slabRows)
             for x in 0..<m {
-                let f = try archive.features(ofChunk: j0 + x)
+                let row = slabRows[x]  // layer l's part of the summary: key features, then bounds
                 if policy == .paper {
-                    let src = f + summary.keyFeatures(layer: l)
+                    let src = row
                     for r in 0..<H { for d in 0..<D { slab[(r * D + d) * stride + x] = src[r * D + d] } }
                 } else {
-                    let src = f + summary.bounds(layer: l)  // [G][S][2][D]
+                    let src = row + (summary.bounds(layer: l) - summary.keyFeatures(layer: l))  // [G][S][2][D]
                     for g in 0..<G {
                         if policy == .questSub {
                             for r in 0..<(S * 2) { for d in 0..<D { slab[((g * S * 2 + r) * D + d) * stride + x] = src[(g * S * 2 + r) * D + d] } }

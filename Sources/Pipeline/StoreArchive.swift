@@ -44,43 +44,68 @@ public func tokenizerFingerprint(_ file: GGUFFile) -> [UInt8] {
 /// through a page cache with a hard memory budget (ask). Chunks completed while answering a question are
 /// kept in RAM for that session only: asking never modifies a store.
 ///
-/// While ingesting, pages are decoded into a few reusable buffers instead of the cache: LongHeads reads
-/// each selected chunk once per block and layer, so a cache would only hold pages that are not read again,
-/// and memory would then grow with the document up to the budget.
+/// Memory does not grow with the document:
+/// - Feature scans (`featureRows`) read one layer of many chunks from the store's layer-major copy, of
+///   which only the latest scan's rows are resident.
+/// - While streaming (ingest, and the tail and question of `ask`), LongHeads reads each selected chunk
+///   once per block and layer, so a cache would only hold pages that are not read again; pages go through
+///   a small cache of `streamPages` pages instead, which only lets the work items of one chunk (one per KV
+///   head, and pieces of a long list of queries) share one decode.
+/// - While decoding the answer, the cache holds at most the pages one decode step can read (`cache`,
+///   `decodeWorkingSetPages`), within the caller's budget: a step reads chunk 0 and the chunks its heads
+///   select, and pages of older steps are only worth keeping while they fit in that.
 public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     /// The store read.
     public let reader: StoreReader
     /// The writer, when ingesting.
     public let writer: StoreWriter?
-    /// Decoded pages, bounded (ask).
+    /// Decoded pages while decoding an answer: at most `min(budget, decodeWorkingSetPages)` pages.
     public let cache: PageCache
+    /// Decoded pages while streaming (a few pages, shared by the work items of one chunk).
+    public let streamCache: PageCache
+    /// Pages of `streamCache`.
+    public static let streamPages = 8
     private let scratchLock = NSLock()
     private var freeScratch: [UnsafeMutablePointer<Float>] = []
     private var allScratch: [UnsafeMutablePointer<Float>] = []
     private let stored: Int
     private var sessionPages: [[[Float]]] = []
     private var sessionFeatures: [UnsafeMutablePointer<Float>] = []
-    /// Read pages into reusable buffers instead of the cache. Ingest always streams; `ask` streams while it
+    /// Read pages through `streamCache` instead of `cache`. Ingest always streams; `ask` streams while it
     /// runs the tail and the question (every chunk read once per block and layer, so caching would only
     /// fill memory) and caches while decoding, where the same chunks are read at every step.
     public var streaming: Bool
     /// Token ids and source byte range of the chunk the next `append` archives (set by the ingest loop).
     public var nextChunk: (tokens: [Int32], byteRange: Range<UInt64>)?
 
+    /// Pages one decode step can read from an archive: per layer chunk 0 and, for each query head, the
+    /// chunks it selects besides chunk 0 and the two recent ones (those are in LongHeads' ring).
+    public static func decodeWorkingSetPages(geometry g: StoreGeometry, chunksPerQuery: Int) -> Int {
+        g.layers * (1 + g.queryHeads * max(0, chunksPerQuery - 3))
+    }
+
     /// Ingest: chunks go through `writer`; pages are read back from what it has written.
     public init(writer: StoreWriter, budgetBytes: Int) throws {
         self.writer = writer
         reader = writer.reader
         cache = try PageCache(reader: reader, budgetBytes: budgetBytes)
+        streamCache = try PageCache(reader: reader, budgetBytes: Self.streamPages * reader.geometry.pageBytes)
         stored = Int.max
         streaming = true
     }
 
-    /// Ask: a committed store, read-only.
+    /// Ask: a committed store, read-only. The decode cache is bounded by the budget and by the working
+    /// set of one decode step (from the LongHeads parameters recorded in the store).
     public init(reader: StoreReader, budgetBytes: Int) throws {
         writer = nil
         self.reader = reader
-        cache = try PageCache(reader: reader, budgetBytes: budgetBytes)
+        var budget = budgetBytes
+        if let info = try? JSONDecoder().decode(StoreInfo.self, from: Data(reader.header.blob)) {
+            let pages = Self.decodeWorkingSetPages(geometry: reader.geometry, chunksPerQuery: info.parameters.chunksPerQuery)
+            budget = min(budget, max(Self.streamPages, pages) * reader.geometry.pageBytes)
+        }
+        cache = try PageCache(reader: reader, budgetBytes: budget)
+        streamCache = try PageCache(reader: reader, budgetBytes: Self.streamPages * reader.geometry.pageBytes)
         stored = reader.chunkCount
         streaming = false
     }
@@ -97,6 +122,24 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
             return reader.features + chunk * reader.geometry.featureFloatsPerChunk
         }
         return UnsafePointer(sessionFeatures[chunk - stored])
+    }
+
+    /// Points `rows[x]` at the summary part of `layer` of chunk `chunks.lowerBound + x` (`rowFloats`
+    /// floats): stored chunks in the store's layer-major copy (`StoreReader.featureRows`: only the latest
+    /// scan's rows are resident), session chunks in RAM. Valid while the archive lives.
+    public func featureRows(layer: Int, chunks: Range<Int>, rowFloats: Int, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) throws {
+        let g = reader.geometry
+        let row = g.featureFloatsPerChunk / g.layers
+        guard rowFloats == row, g.featureFloatsPerChunk == row * g.layers else {
+            throw StoreError.invalidArgument("\(reader.path): the summary is \(g.layers) rows of \(row) floats, not of \(rowFloats)")
+        }
+        let storedEnd = writer != nil ? chunks.upperBound : max(chunks.lowerBound, min(chunks.upperBound, stored))
+        if chunks.lowerBound < storedEnd {
+            try reader.featureRows(layer: layer, chunks: chunks.lowerBound..<storedEnd, into: rows)
+        }
+        for c in storedEnd..<chunks.upperBound {
+            rows[c - chunks.lowerBound] = UnsafePointer(sessionFeatures[c - stored] + layer * row)
+        }
     }
 
     public func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws {
@@ -116,19 +159,27 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         if writer == nil && chunk >= stored {
             return try sessionPages[chunk - stored][layer].withUnsafeBufferPointer { try body($0.baseAddress!) }
         }
-        if streaming {
-            let floats = reader.geometry.floatsPerPage
-            scratchLock.lock()
-            let buffer: UnsafeMutablePointer<Float>
-            if let b = freeScratch.popLast() { buffer = b } else {
-                buffer = .allocate(capacity: floats)  // one per concurrent reader, kept for reuse
-                allScratch.append(buffer)
-            }
-            scratchLock.unlock()
-            defer { scratchLock.lock(); freeScratch.append(buffer); scratchLock.unlock() }
-            try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer, count: floats))
-            return try body(buffer)
+        let pageCache = streaming ? streamCache : cache
+        let page: UnsafePointer<Float>
+        do { page = try pageCache.page(chunk: chunk, layer: layer) } catch StoreError.cacheBudgetExceeded {
+            return try withScratchPage(chunk: chunk, layer: layer, body)  // more concurrent readers than pages
         }
-        return try cache.withPage(chunk: chunk, layer: layer) { try body($0.baseAddress!) }
+        defer { pageCache.release(page) }
+        return try body(page)
+    }
+
+    /// Decodes the page into a buffer of its own (kept for reuse, one per concurrent reader).
+    private func withScratchPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
+        let floats = reader.geometry.floatsPerPage
+        scratchLock.lock()
+        let buffer: UnsafeMutablePointer<Float>
+        if let b = freeScratch.popLast() { buffer = b } else {
+            buffer = .allocate(capacity: floats)
+            allScratch.append(buffer)
+        }
+        scratchLock.unlock()
+        defer { scratchLock.lock(); freeScratch.append(buffer); scratchLock.unlock() }
+        try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer, count: floats))
+        return try body(buffer)
     }
 }

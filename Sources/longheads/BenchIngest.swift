@@ -14,6 +14,7 @@ struct BenchIngest: ParsableCommand {
     @OptionGroup var lh: LongHeadsOptions
     @Option(name: .long, help: "Document tokens (e.g. 8192, 131072).") var tokens: Int = 8192
     @Option(name: .long, help: "Keep the store here instead of a temporary directory.") var store: String?
+    @Flag(name: .long, help: "Skip the ingest: only ask, on the existing store given by --store.") var askOnly = false
 
     /// Varied sentences from templates, so that chunks differ (as in real documents).
     static func prose(words: Int, seed: UInt64) -> String {
@@ -37,28 +38,62 @@ struct BenchIngest: ParsableCommand {
         try guarded {
             let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
+            if askOnly {
+                guard let store else { throw ValidationError("--ask-only needs --store") }
+                let sampler = MemorySampler()
+                var o: [String: Any] = ["bench": "ingest --ask-only", "store": store]
+                for name in ["cold", "warm"] {
+                    sampler.startPhase()
+                    let c0 = cpuSeconds()
+                    let a0 = ContinuousClock().now
+                    let q = pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false)
+                    let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q)
+                    _ = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
+                    let cs = session.archive.cache.statistics
+                    o["ask_seconds_\(name)"] = (ContinuousClock().now - a0).seconds
+                    o["ask_cpu_seconds_\(name)"] = cpuSeconds() - c0
+                    o["page_cache_ask_\(name)"] = ["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes]
+                    o["rss_ask_\(name)"] = sampler.endPhase()
+                }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
             var text = Self.prose(words: tokens, seed: 42)
             var ids = tokenizer.encode(text)
             while ids.count < tokens { text += Self.prose(words: tokens - ids.count + 16, seed: UInt64(ids.count)); ids = tokenizer.encode(text) }
             let dir = store ?? NSTemporaryDirectory() + "longheads-bench-ingest-\(getpid())"
             defer { if store == nil { try? FileManager.default.removeItem(atPath: dir) } }
             let clock = ContinuousClock()
+            let sampler = MemorySampler()
+            sampler.startPhase()
+            let cpu0 = cpuSeconds()
             let t0 = clock.now
             let info = try pipeline.ingest(text: text, to: dir, modelFile: model.file, parameters: lh.parameters,
                                            precision: lh.kvPrecision, chat: true)
             let ingestSeconds = (clock.now - t0).seconds
+            let ingestCPU = cpuSeconds() - cpu0
             let ingestRSS = peakRSSBytes()
+            let ingestPhase = sampler.endPhase()
             let bytes = (try FileManager.default.contentsOfDirectory(atPath: dir)).reduce(0) { sum, f in
                 sum + ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + f)[.size] as? Int) ?? 0)
             }
             // One question, twice: cold (just opened) and warm (pages in the OS cache).
             var askSeconds = [Double]()
+            var askPhases = [[String: Int]]()
+            var askCPU = [Double]()
+            var askCache = [[String: Int]]()
             for _ in 0..<2 {
+                sampler.startPhase()
+                let c0 = cpuSeconds()
                 let a0 = clock.now
                 let q = pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false)
                 let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: q)
                 _ = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
+                let cs = session.archive.cache.statistics
+                askCache.append(["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes])
                 askSeconds.append((clock.now - a0).seconds)
+                askCPU.append(cpuSeconds() - c0)
+                askPhases.append(sampler.endPhase())
             }
             let o: [String: Any] = [
                 "bench": "ingest", "tokens": info.tokens, "seconds": ingestSeconds, "tokens_per_second": Double(info.tokens) / ingestSeconds,
@@ -66,8 +101,82 @@ struct BenchIngest: ParsableCommand {
                 "store_bytes_per_token": Double(bytes) / Double(info.tokens), "ask_seconds_cold": askSeconds[0], "ask_seconds_warm": askSeconds[1],
                 "ask": "question + 16 answer tokens", "parameters": lh.parameters.description, "precision": lh.precision,
                 "memory_budget_mib": lh.memoryBudget, "threads": model.pool.threads,
+                "cpu_seconds_ingest": ingestCPU, "cpu_ms_per_token_ingest": 1000 * ingestCPU / Double(info.tokens),
+                "ask_cpu_seconds_cold": askCPU[0], "ask_cpu_seconds_warm": askCPU[1],
+                "page_cache_ask_cold": askCache[0], "page_cache_ask_warm": askCache[1],
+                "rss_ingest": ingestPhase, "rss_ask_cold": askPhases[0], "rss_ask_warm": askPhases[1],
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
         }
+    }
+}
+
+/// User + system CPU time of this process so far, seconds (all threads): on a shared machine a steadier
+/// measure of work than wall time.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}
+
+/// Peak memory of one phase of the bench, from /proc/self/status: the kernel's high-water mark (VmHWM,
+/// reset at the start of each phase through /proc/self/clear_refs, so a phase is not charged with an
+/// earlier one's peak) and, sampled every 10 ms by a background thread, the largest anonymous and
+/// file-backed resident sizes (which of the two grows tells heap from mapped files).
+final class MemorySampler: @unchecked Sendable {
+    private let lock = NSLock()
+    private var maxAnon = 0, maxFile = 0, maxRSS = 0
+    private var running = true
+
+    init() {
+        Thread.detachNewThread { [weak self] in
+            while let s = self, s.sample() { usleep(10_000) }
+        }
+    }
+
+    deinit { running = false }
+
+    /// Reads VmRSS/RssAnon/RssFile/VmHWM in bytes (0 when /proc is missing).
+    static func status() -> [String: Int] {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return [:] }
+        var out = [String: Int]()
+        for line in text.split(separator: "\n") {
+            let parts = line.split(whereSeparator: { $0 == ":" || $0 == " " || $0 == "\t" })
+            guard parts.count >= 2, let kb = Int(parts[1]) else { continue }
+            out[String(parts[0])] = kb * 1024
+        }
+        return out
+    }
+
+    private func sample() -> Bool {
+        let s = Self.status()
+        lock.lock()
+        defer { lock.unlock() }
+        maxAnon = max(maxAnon, s["RssAnon"] ?? 0)
+        maxFile = max(maxFile, s["RssFile"] ?? 0)
+        maxRSS = max(maxRSS, s["VmRSS"] ?? 0)
+        return running
+    }
+
+    /// Resets the peaks.
+    func startPhase() {
+        if let f = fopen("/proc/self/clear_refs", "w") {
+            fputs("5", f)  // 5: reset the peak RSS (VmHWM) to the current RSS
+            fclose(f)
+        }
+        lock.lock()
+        (maxAnon, maxFile, maxRSS) = (0, 0, 0)
+        lock.unlock()
+        _ = sample()
+    }
+
+    /// Peaks since `startPhase`, bytes.
+    func endPhase() -> [String: Int] {
+        _ = sample()
+        let s = Self.status()
+        lock.lock()
+        defer { lock.unlock() }
+        return ["peak": s["VmHWM"] ?? 0, "sampled_peak": maxRSS, "anon_peak": maxAnon, "file_peak": maxFile,
+                "end_anon": s["RssAnon"] ?? 0, "end_file": s["RssFile"] ?? 0]
     }
 }

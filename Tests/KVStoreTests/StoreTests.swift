@@ -67,6 +67,45 @@ struct StoreRoundTripTests {
         try expectStore(live, equals: chunks)  // still usable after close
     }
 
+    /// The layer-major copy behind `featureRows` (groups of 128 chunks) follows appends across group
+    /// boundaries, a truncation and the chunks appended after it, and scans of many chunks at once.
+    @Test func featureRowsFollowAppendsAndTruncation() throws {
+        let dir = makeTempDir() + "/store"
+        defer { cleanup(dir) }
+        let g = smallGeometry(layers: 3)
+        let rowFloats = g.featureFloatsPerChunk / g.layers
+        let w = try StoreWriter.create(at: dir, geometry: g, modelFingerprint: modelFP, tokenizerFingerprint: tokenizerFP,
+                                       commitPolicy: .manual)
+        var chunks: [ChunkData] = []
+        func expectRows(_ r: StoreReader, _ sourceLocation: SourceLocation = #_sourceLocation) throws {
+            var rows = [UnsafePointer<Float>](repeating: UnsafePointer(bitPattern: 1)!, count: chunks.count)
+            for l in 0..<g.layers {
+                try r.featureRows(layer: l, chunks: 0..<chunks.count, into: &rows)
+                for (c, chunk) in chunks.enumerated() {
+                    let want = Array(chunk.features[(l * rowFloats)..<((l + 1) * rowFloats)])
+                    #expect(Array(UnsafeBufferPointer(start: rows[c], count: rowFloats)) == want, "chunk \(c) layer \(l)",
+                            sourceLocation: sourceLocation)
+                }
+            }
+        }
+        for c in 0..<300 {
+            chunks.append(ChunkData(geometry: g, chunk: c, tokens: 16))
+            try chunks[c].append(to: w)
+            if [0, 1, 127, 128, 129, 299].contains(c) { try expectRows(w.reader) }
+        }
+        try w.commit()
+        try w.truncate(toChunkCount: 200)
+        chunks.removeLast(100)
+        try expectRows(w.reader)
+        for c in 200..<260 {
+            chunks.append(ChunkData(geometry: g, chunk: c, tokens: 16, seed: 9))
+            try chunks[c].append(to: w)
+        }
+        try expectRows(w.reader)
+        try w.close()
+        try expectRows(try StoreReader.open(at: dir))
+    }
+
     @Test func refreshSeesLaterCommits() throws {
         let dir = makeTempDir() + "/store"
         defer { cleanup(dir) }

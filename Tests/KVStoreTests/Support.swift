@@ -159,6 +159,11 @@ func expectStore(_ reader: StoreReader, equals chunks: [ChunkData], sourceLocati
         #expect(try reader.byteRange(ofChunk: c) == chunk.byteRange, sourceLocation: sourceLocation)
         #expect(Array(f[(c * g.featureFloatsPerChunk)..<((c + 1) * g.featureFloatsPerChunk)]) == chunk.features, sourceLocation: sourceLocation)
         for l in 0..<g.layers {
+            var row = [UnsafePointer<Float>](repeating: UnsafePointer(bitPattern: 1)!, count: 1)
+            try reader.featureRows(layer: l, chunks: c..<(c + 1), into: &row)
+            let rowFloats = g.featureFloatsPerChunk / g.layers
+            #expect(Array(UnsafeBufferPointer(start: row[0], count: rowFloats)) == Array(chunk.features[(l * rowFloats)..<((l + 1) * rowFloats)]),
+                    "feature row of chunk \(c) layer \(l)", sourceLocation: sourceLocation)
             let page = try readAll(reader, chunk: c, layer: l)
             page.withUnsafeBufferPointer { expectClose(chunk.pages[l], $0, precision: g.precision, sourceLocation: sourceLocation) }
         }

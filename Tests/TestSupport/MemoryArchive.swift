@@ -14,6 +14,10 @@ public final class MemoryArchive: ChunkArchive, @unchecked Sendable {
 
     public func features(ofChunk chunk: Int) throws -> UnsafePointer<Float> { UnsafePointer(featureRows[chunk]) }
 
+    public func featureRows(layer: Int, chunks: Range<Int>, rowFloats: Int, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) throws {
+        for (x, c) in chunks.enumerated() { rows[x] = UnsafePointer(featureRows[c] + layer * rowFloats) }
+    }
+
     public func append(pages p: [UnsafeBufferPointer<Float>], features f: UnsafeBufferPointer<Float>) throws {
         pages.append(p.map(Array.init))
         let row = UnsafeMutablePointer<Float>.allocate(capacity: f.count)
