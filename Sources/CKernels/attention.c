@@ -132,6 +132,73 @@ LH_AVX512 static void attn_update_avx512(const float *q, int32_t ldq, int32_t nq
 }
 #endif
 
+// ---------------------------------------------------------------- chunk selection scores
+
+// Products and sums stay separate operations (bit-identical paths and the Swift reference).
+#pragma STDC FP_CONTRACT OFF
+
+void lh_chunk_scores_ref(const float *q, int32_t D, const float *slab, int32_t stride, const int32_t *rows,
+                         int32_t subs, int32_t m, float *out) {
+    for (int32_t x = 0; x < m; x++) {
+        float best = -INFINITY;
+        for (int32_t s = 0; s < subs; s++) {
+            float acc = 0;
+            for (int32_t d = 0; d < D; d++) {
+                float p = q[d] * slab[(int64_t)rows[s * D + d] * stride + x];
+                acc = acc + p;
+            }
+            best = acc > best ? acc : best;
+        }
+        out[x] = best;
+    }
+}
+
+#if defined(__x86_64__)
+// 64 chunks per pass in four accumulators (each slab row is streamed once per pass), then 16, then
+// a masked tail. Separate multiply and add: the same rounding as the reference.
+LH_AVX512 static void chunk_scores_avx512(const float *q, int32_t D, const float *slab, int32_t stride,
+                                          const int32_t *rows, int32_t subs, int32_t m, float *out) {
+    int32_t x = 0;
+    for (; x + 64 <= m; x += 64) {
+        __m512 b0 = _mm512_set1_ps(-INFINITY), b1 = b0, b2 = b0, b3 = b0;
+        for (int32_t s = 0; s < subs; s++) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            const int32_t *r = rows + s * D;
+            for (int32_t d = 0; d < D; d++) {
+                const float *row = slab + (int64_t)r[d] * stride + x;
+                __m512 qd = _mm512_set1_ps(q[d]);
+                a0 = _mm512_add_ps(a0, _mm512_mul_ps(qd, _mm512_loadu_ps(row)));
+                a1 = _mm512_add_ps(a1, _mm512_mul_ps(qd, _mm512_loadu_ps(row + 16)));
+                a2 = _mm512_add_ps(a2, _mm512_mul_ps(qd, _mm512_loadu_ps(row + 32)));
+                a3 = _mm512_add_ps(a3, _mm512_mul_ps(qd, _mm512_loadu_ps(row + 48)));
+            }
+            b0 = _mm512_max_ps(b0, a0);
+            b1 = _mm512_max_ps(b1, a1);
+            b2 = _mm512_max_ps(b2, a2);
+            b3 = _mm512_max_ps(b3, a3);
+        }
+        _mm512_storeu_ps(out + x, b0);
+        _mm512_storeu_ps(out + x + 16, b1);
+        _mm512_storeu_ps(out + x + 32, b2);
+        _mm512_storeu_ps(out + x + 48, b3);
+    }
+    for (; x < m; x += 16) {
+        const __mmask16 k = m - x >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (m - x)) - 1);
+        __m512 b = _mm512_set1_ps(-INFINITY);
+        for (int32_t s = 0; s < subs; s++) {
+            __m512 a = _mm512_setzero_ps();
+            const int32_t *r = rows + s * D;
+            for (int32_t d = 0; d < D; d++) {
+                const float *row = slab + (int64_t)r[d] * stride + x;
+                a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(q[d]), _mm512_maskz_loadu_ps(k, row)));
+            }
+            b = _mm512_max_ps(b, a);
+        }
+        _mm512_mask_storeu_ps(out + x, k, b);
+    }
+}
+#endif
+
 // ---------------------------------------------------------------- dispatch
 
 static int attn_path = -1;  // 0 reference, 1 avx512
@@ -163,4 +230,15 @@ void lh_attn_update(const float *q, int32_t ldq, int32_t nq, int32_t D,
     }
 #endif
     lh_attn_update_ref(q, ldq, nq, D, Kt, V, ldv, n, limit, scale, state, acc, lda);
+}
+
+void lh_chunk_scores(const float *q, int32_t D, const float *slab, int32_t stride, const int32_t *rows,
+                     int32_t subs, int32_t m, float *out) {
+#if defined(__x86_64__)
+    if (lh_attn_is_avx512()) {
+        chunk_scores_avx512(q, D, slab, stride, rows, subs, m, out);
+        return;
+    }
+#endif
+    lh_chunk_scores_ref(q, D, slab, stride, rows, subs, m, out);
 }

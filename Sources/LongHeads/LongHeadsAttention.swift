@@ -52,6 +52,11 @@ public final class LongHeadsAttention: Attention {
     private let slab: UnsafeMutablePointer<Float>
     /// Pointers to one layer's summary rows of the chunks of one slab (`ChunkArchive.featureRows`).
     private let slabRows: UnsafeMutablePointer<UnsafePointer<Float>>
+    /// Per scoring task: the slab rows its query reads ([subs][headDim]) and the scores of one slab.
+    private let scoreRows: UnsafeMutablePointer<Int32>
+    private let scoreOut: UnsafeMutablePointer<Float>
+    /// Most scoring tasks at once (`score`: tasks per head × heads).
+    private var maxScoreTasks: Int { H * max(1, (8 * pool.threads + H - 1) / H) }
     private let bestScore: UnsafeMutablePointer<Float>     // [w·heads][K-3], descending
     private let bestChunk: UnsafeMutablePointer<Int32>     // [w·heads][K-3]
     private let rotatedQ: UnsafeMutablePointer<Float>      // [w·heads][headDim] queries at the first selectable slot
@@ -110,6 +115,9 @@ public final class LongHeadsAttention: Attention {
         bestChunk = .allocate(capacity: w * H * pick)
         rotatedQ = .allocate(capacity: w * H * D)
         slabRows = .allocate(capacity: slabChunks)
+        let tasks = config.heads * max(1, (8 * pool.threads + config.heads - 1) / config.heads)
+        scoreRows = .allocate(capacity: tasks * summary.subs * config.headDim)
+        scoreOut = .allocate(capacity: tasks * slabChunks)
         selection = .allocate(capacity: w * H * maxSlots)
         selectionCount = .allocate(capacity: w * H)
         requests = .allocate(capacity: w * H * maxSlots)
@@ -140,6 +148,8 @@ public final class LongHeadsAttention: Attention {
         }
         bestChunk.deallocate()
         slabRows.deallocate()
+        scoreRows.deallocate()
+        scoreOut.deallocate()
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
         partialState.deallocate(); featState.deallocate()
         scratchState.deallocate(); scratchLimit.deallocate()
@@ -383,6 +393,7 @@ public final class LongHeadsAttention: Attention {
         }
         let tokens = n - from
         let parts = max(1, min((tokens + 15) / 16, (8 * pool.threads + H - 1) / H))  // tasks per head
+        precondition(H * parts <= maxScoreTasks)
         let S = summary.subs
         var j0 = 1
         while j0 <= candidates {
@@ -412,7 +423,7 @@ public final class LongHeadsAttention: Attention {
                 }
             }
             for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
-            let rows = UnsafeRawPointer(slab)
+            let rows = UnsafePointer(slab)
             pool.run(tasks: H * parts) { task in
                 let h = task / parts, part = task % parts
                 let g = h / group
@@ -420,30 +431,23 @@ public final class LongHeadsAttention: Attention {
                     let pair = i * H + h
                     let qh = qs + pair * D
                     let bs = self.bestScore + pair * pick, bc = self.bestChunk + pair * pick
-                    var x = 0
-                    while x < m {
-                        var best = SIMD8<Float>(repeating: -.infinity)
-                        for s in 0..<subs {
-                            var acc = SIMD8<Float>()
-                            for d in 0..<D {
-                                let qd = qh[d]
-                                // Paper: the head's key feature. Quest: the max row where q_d ≥ 0, else the min row.
-                                let row = policy == .paper ? h * D + d : ((g * subs + s) * 2 + (qd >= 0 ? 1 : 0)) * D + d
-                                acc += SIMD8<Float>(repeating: qd) * rows.loadUnaligned(fromByteOffset: 4 * (row * stride + x), as: SIMD8<Float>.self)
-                            }
-                            best = pointwiseMax(best, acc)
+                    // Per sub-chunk and dimension, the slab row this query reads: paper, the head's key
+                    // feature; Quest, the max row where q_d ≥ 0, else the min row (q_d·max or q_d·min, whichever
+                    // is larger: the bound's term).
+                    let rowIndex = self.scoreRows + task * subs * D, scores = self.scoreOut + task * stride
+                    for s in 0..<subs {
+                        for d in 0..<D {
+                            rowIndex[s * D + d] = Int32(policy == .paper ? h * D + d : ((g * subs + s) * 2 + (qh[d] >= 0 ? 1 : 0)) * D + d)
                         }
-                        if any(best .> SIMD8<Float>(repeating: bs[pick - 1])) {
-                            for lane in 0..<min(8, m - x) {
-                                let sc = best[lane]
-                                guard sc > bs[pick - 1] else { continue }
-                                var b = pick - 1
-                                while b > 0 && sc > bs[b - 1] { bs[b] = bs[b - 1]; bc[b] = bc[b - 1]; b -= 1 }
-                                bs[b] = sc
-                                bc[b] = Int32(j0 + x + lane)
-                            }
-                        }
-                        x += 8
+                    }
+                    lh_chunk_scores(qh, Int32(D), rows, Int32(stride), rowIndex, Int32(subs), Int32(m), scores)
+                    for x in 0..<m {
+                        let sc = scores[x]
+                        guard sc > bs[pick - 1] else { continue }
+                        var b = pick - 1
+                        while b > 0 && sc > bs[b - 1] { bs[b] = bs[b - 1]; bc[b] = bc[b - 1]; b -= 1 }
+                        bs[b] = sc
+                        bc[b] = Int32(j0 + x)
                     }
                 }
             }

@@ -71,4 +71,29 @@ import Testing
             }
         }
     }
+
+    /// lh_chunk_scores (selection scores, AVX-512 when available) gives the reference's bits, for slab widths
+    /// with and without a tail of fewer than 16 chunks and with one or several sub-chunks.
+    @Test(arguments: [(1, 5), (1, 64), (1, 77), (4, 200), (4, 256), (2, 8)])
+    func chunkScoresMatchReferenceBitForBit(subs: Int, m: Int) {
+        var r = SplitMix(seed: UInt64(subs * 1000 + m))
+        let D = 64, stride = (m + 7) / 8 * 8, slabRows = 2 * 3 * subs * D
+        let slab = Self.random(slabRows * stride, &r, scale: 3)
+        let q = Self.random(D, &r, scale: 2)
+        let rows = (0..<(subs * D)).map { _ in Int32(r.next() % UInt64(slabRows)) }
+        var fast = [Float](repeating: .nan, count: m), ref = [Float](repeating: .nan, count: m)
+        lh_chunk_scores(q, Int32(D), slab, Int32(stride), rows, Int32(subs), Int32(m), &fast)
+        lh_chunk_scores_ref(q, Int32(D), slab, Int32(stride), rows, Int32(subs), Int32(m), &ref)
+        #expect(fast.map(\.bitPattern) == ref.map(\.bitPattern))
+        // And the plain Swift loop (the selection's documented rule).
+        for x in 0..<m {
+            var best = -Float.infinity
+            for s in 0..<subs {
+                var acc: Float = 0
+                for d in 0..<D { acc += q[d] * slab[Int(rows[s * D + d]) * stride + x] }
+                best = max(best, acc)
+            }
+            #expect(best.bitPattern == ref[x].bitPattern)
+        }
+    }
 }

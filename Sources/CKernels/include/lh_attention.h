@@ -38,6 +38,19 @@ static inline void lh_store_key_tiled(float *Kt, int32_t D, int32_t j, const flo
     for (int32_t d = 0; d < D; d++) t[d * 16] = k[d];
 }
 
+/// Chunk selection scores of one query (LongHeads selection, `LongHeadsAttention.score`): for x < m,
+///   out[x] = max over s < subs of  sum over d < D of  q[d] * slab[rows[s * D + d] * stride + x]
+/// summed in order d = 0, 1, ... as a product then an add (never fused), so every path gives the same
+/// bits as the plain loop. `rows` picks, per sub-chunk s and dimension d, a row of the transposed slab
+/// ([row][chunk], `stride` floats per row, stride ≥ m and a multiple of 8; the slab must be readable up
+/// to the stride).
+void lh_chunk_scores(const float *q, int32_t D, const float *slab, int32_t stride, const int32_t *rows,
+                     int32_t subs, int32_t m, float *out);
+
+/// The plain C reference of lh_chunk_scores.
+void lh_chunk_scores_ref(const float *q, int32_t D, const float *slab, int32_t stride, const int32_t *rows,
+                         int32_t subs, int32_t m, float *out);
+
 /// 1 if lh_attn_update uses AVX-512 (LONGHEADS_KERNEL=scalar forces the reference).
 int32_t lh_attn_is_avx512(void);
 
