@@ -11,6 +11,18 @@ public enum PipelineError: Error, CustomStringConvertible {
     case emptyDocument
     case badStoreInfo(path: String, reason: String)
     case staleSummary(path: String, version: Int)
+    /// The document to ingest has no bytes.
+    case emptySource(name: String)
+    /// The document could not be opened or read.
+    case cannotReadSource(name: String, reason: String)
+    /// The document is not UTF-8: the first bad sequence starts at byte `offset`.
+    case invalidUTF8(name: String, offset: Int)
+    /// Resume: the source does not produce the tokens (or byte ranges) of the store's committed chunks.
+    case sourceChanged(path: String, chunk: Int, reason: String)
+    /// The ingest was asked to stop (Ctrl-C); `chunks` complete chunks are committed.
+    case interrupted(path: String, chunks: Int, tokens: Int)
+    /// The store's ingest did not finish (interrupted or killed): it must be resumed before use.
+    case incompleteStore(path: String, chunks: Int)
 
     public var description: String {
         switch self {
@@ -18,6 +30,15 @@ public enum PipelineError: Error, CustomStringConvertible {
         case .badStoreInfo(let p, let r): "\(p): store description unreadable: \(r)"
         case .staleSummary(let p, let v):
             "\(p): chunk summaries of version \(v); this longheads reads version \(ChunkSummaryLayout.version): ingest the document again"
+        case .emptySource(let n): "\(n): the document is empty (0 bytes): nothing to ingest"
+        case .cannotReadSource(let n, let r): "\(n): cannot read the document: \(r)"
+        case .invalidUTF8(let n, let o): "\(n): invalid UTF-8 at byte offset \(o)"
+        case .sourceChanged(let p, let c, let r):
+            "\(p): the document is not the one this store was ingested from (chunk \(c): \(r)); ingest it into a new store"
+        case .interrupted(let p, let c, let t):
+            "ingest interrupted: \(c) chunks (\(t) tokens) committed to \(p); continue with the same document: longheads ingest --resume --store \(p) (FILE | -)"
+        case .incompleteStore(let p, let c):
+            "\(p): the ingest of this store did not finish (\(c) chunks committed); continue it with: longheads ingest --resume --store \(p) (FILE | -)"
         }
     }
 }
@@ -45,6 +66,9 @@ public struct StoreInfo: Codable, Sendable {
     public var policy: SelectionPolicy?
     /// `ChunkSummaryLayout.version` of the store's per-chunk summaries (absent: version 1).
     public var summaryVersion: Int?
+    /// False while the ingest runs (and in a store whose ingest was interrupted: resume it); true once it
+    /// finished. Absent in stores made before ingests could resume: those are complete.
+    public var complete: Bool?
 
     /// LongHeads parameters of the store.
     public var parameters: LongHeadsParameters {
@@ -113,30 +137,9 @@ public struct DocumentPipeline {
                        parameters: LongHeadsParameters, precision: KVPrecision, chat: Bool,
                        progress: (Int, Int) -> Void = { _, _ in },
                        prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> StoreInfo {
-        let w = parameters.chunkSize
-        let full = ids.count / w
-        var info = StoreInfo(chunkSize: w, attentionLength: parameters.attentionLength, beginSelective: parameters.beginSelective,
-                             chat: chat, tailTokens: Array(ids[(full * w)...]), tokens: ids.count, sourceBytes: sourceBytes,
-                             model: (modelFile.path as NSString).lastPathComponent, policy: parameters.policy,
-                             summaryVersion: ChunkSummaryLayout.version)
-        let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
-                                            modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
-                                            flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
-        let archive = try StoreArchive(writer: writer, budgetBytes: budgetBytes)
-        let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
-        prepare(attention)
-        for c in 0..<full {
-            let lo = c * w, hi = lo + w
-            archive.nextChunk = (Array(ids[lo..<hi]), UInt64(lo == 0 ? 0 : ends[lo - 1])..<UInt64(ends[hi - 1]))
-            _ = try model.forward(ids[lo..<hi], start: lo, attention: attention, logits: .none)
-            progress(hi, ids.count)
-        }
-        info.tokens = ids.count
-        try writer.updateBlob(try JSONEncoder().encode(info).map { $0 })
-        try writer.commit()
-        try writer.close()
-        progress(ids.count, ids.count)
-        return info
+        // The chunk loop of the streaming ingest (StreamingIngest.swift), over ids already in memory.
+        try ingestIDs(ids, byteEnds: ends, sourceBytes: sourceBytes, to: path, modelFile: modelFile, parameters: parameters,
+                      precision: precision, chat: chat, progress: progress, prepare: prepare)
     }
 
     /// An opened store, ready to take a question: the tail tokens have been run.
@@ -170,6 +173,7 @@ public struct DocumentPipeline {
         }
         let version = info.summaryVersion ?? 1
         guard version == ChunkSummaryLayout.version else { throw PipelineError.staleSummary(path: path, version: version) }
+        guard info.complete != false else { throw PipelineError.incompleteStore(path: path, chunks: reader.chunkCount) }
         var parameters = info.parameters
         if let policy { parameters.policy = policy }
         let archive = try StoreArchive(reader: reader, budgetBytes: budgetBytes)

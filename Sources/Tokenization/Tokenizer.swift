@@ -31,7 +31,7 @@ public final class Tokenizer: Sendable {
     /// Tokens that end generation: EOS, EOT, EOM and the end-of-turn strings llama.cpp recognizes.
     public let endOfGenerationIDs: Set<Int32>
 
-    private let tokens: [String]
+    let tokens: [String]
     private let types: [TokenType]
     private let tokenIndex: [String: Int32]
     /// Decoded bytes of every token, concatenated; token i is pieceArena[pieceStart[i]..<pieceStart[i+1]].
@@ -40,8 +40,8 @@ public final class Tokenizer: Sendable {
     /// Control and unknown tokens: their text is only shown when asked to render special tokens.
     private let pieceIsSpecial: [Bool]
     /// Tokens matched in raw text before pre-tokenization, longest first.
-    private let specialTokens: [SpecialToken]
-    private let engine: Engine
+    let specialTokens: [SpecialToken]
+    let engine: Engine
 
     struct SpecialToken: Sendable {
         let id: Int32

@@ -20,6 +20,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
     case missingBOS
     /// A byte-level BPE vocabulary lacks merges.
     case missingMerges
+    /// Text given as bytes (`StreamingEncoder`) is not valid UTF-8: the first bad sequence starts at `offset`.
+    case invalidUTF8(offset: Int)
 
     public var description: String {
         switch self {
@@ -34,6 +36,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
         case .invalidTokenType(let id, let t): "tokenizer: token \(id) has invalid type \(t) (expected 0...6)"
         case .missingBOS: "tokenizer: add_bos_token is set but there is no valid BOS token id"
         case .missingMerges: "tokenizer: a gpt2 (byte-level BPE) vocabulary needs 'tokenizer.ggml.merges'"
+        case .invalidUTF8(let o): "invalid UTF-8 at byte offset \(o)"
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import Generation
 import KVStore
@@ -32,39 +33,165 @@ struct LongHeadsOptions: ParsableArguments {
     }
 }
 
-/// `longheads ingest`: read a document once into a store.
+/// `longheads ingest`: read a document once into a store, streaming; `--resume` continues an interrupted one.
 struct Ingest: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Read a document (FILE or - for stdin) into a LongHeads store: KV pages on disk, LZ4-compressed.")
+        abstract: "Read a document (FILE or - for stdin) into a LongHeads store: KV pages on disk, LZ4-compressed.",
+        discussion: """
+            The document is read and tokenized in blocks, so memory does not grow with it. Chunks are committed \
+            every 16 chunks or 2 seconds: after Ctrl-C (which commits what is done and exits 130), kill -9 or a \
+            crash, `longheads ingest --resume --store DIR` with the same document continues from the last \
+            committed chunk (the store's LongHeads options are used; the committed chunks are checked against \
+            the document, exit 65 if it changed). A store whose ingest did not finish cannot be asked.
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var lh: LongHeadsOptions
     @Argument(help: "The document ('-' reads stdin).") var input: String
-    @Option(name: .long, help: "Directory of the store to create.") var store: String
+    @Option(name: .long, help: "Directory of the store to create (or to continue, with --resume).") var store: String
     @Flag(name: .long, help: "Ingest the document as a plain text continuation instead of the opening of a chat user turn.")
     var raw = false
+    @Flag(name: .long, help: "Continue an interrupted ingest of the same document into --store (a new store if there is none).")
+    var resume = false
+    @Option(name: .long, help: "Progress on stderr: auto (when stderr is a terminal), tty, json (one object per line), none.")
+    var progress: String = "auto"
+    @Option(name: .long, help: .hidden) var readBlock: Int = DocumentPipeline.defaultBlockBytes
+
+    func validate() throws {
+        guard ["auto", "tty", "json", "none"].contains(progress) else { throw ValidationError("--progress must be auto, tty, json or none") }
+        guard readBlock >= 1 else { throw ValidationError("--read-block must be positive") }
+    }
 
     func run() throws {
-        try guarded {
-            let text = try readText(path: input)
-            let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
-            let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
-            let clock = ContinuousClock()
-            let t0 = clock.now
-            var last = t0
-            let info = try pipeline.ingest(text: text, to: store, modelFile: model.file, parameters: lh.parameters,
-                                           precision: lh.kvPrecision, chat: !raw) { done, total in
-                let now = clock.now
-                if (now - last).seconds > 2 || done == total {
-                    last = now
-                    let s = (now - t0).seconds
-                    log(String(format: "ingest: %d/%d tokens, %.0f tok/s, %.1f s", done, total, Double(done) / max(s, 1e-9), s))
+        let stop = StopRequest()
+        defer { stop.cancel() }
+        do {
+            try guarded {
+                let source: DocumentSource
+                do { source = try DocumentSource(path: input) } catch let e as PipelineError {
+                    throw InputError(description: e.description, code: Exit.noInput)
                 }
+                let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
+                let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
+                let reporter = ProgressReporter(mode: progress)
+                let clock = ContinuousClock()
+                let t0 = clock.now
+                let existing = FileManager.default.fileExists(atPath: store + "/header")
+                let summary: IngestSummary
+                if resume && existing {
+                    summary = try pipeline.resume(source: source, store: store, modelFile: model.file, blockBytes: readBlock,
+                                                  progress: reporter.report, shouldStop: stop.requested)
+                } else {
+                    summary = try pipeline.ingest(source: source, to: store, modelFile: model.file, parameters: lh.parameters,
+                                                  precision: lh.kvPrecision, chat: !raw, blockBytes: readBlock,
+                                                  progress: reporter.report, shouldStop: stop.requested)
+                }
+                let s = (clock.now - t0).seconds
+                let info = summary.info
+                let computedTokens = max(0, info.tokens - summary.resumedChunks * info.chunkSize)
+                let o: [String: Any] = [
+                    "store": store, "tokens": info.tokens, "seconds": s, "tokens_per_second": Double(computedTokens) / max(s, 1e-9),
+                    "peak_rss_bytes": peakRSSBytes(), "parameters": info.parameters.description,
+                    "precision": summary.precision == .q8 ? "q8" : "f16",
+                    "source_bytes": info.sourceBytes, "chunks": summary.resumedChunks + summary.computedChunks,
+                    "resumed_chunks": summary.resumedChunks, "computed_chunks": summary.computedChunks,
+                ]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
             }
-            let s = (clock.now - t0).seconds
-            let o: [String: Any] = ["store": store, "tokens": info.tokens, "seconds": s, "tokens_per_second": Double(info.tokens) / s,
-                                    "peak_rss_bytes": peakRSSBytes(), "parameters": lh.parameters.description, "precision": lh.precision]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+        } catch let e as ExitCode where e.rawValue == Exit.dataError && stop.requested() {
+            // The stop request was honoured: the message (logged by `guarded`) says how to resume.
+            throw ExitCode(128 + stop.signalNumber)
         }
+    }
+}
+
+/// Ctrl-C or SIGTERM during an ingest: the first asks the chunk loop to commit and stop; a second one
+/// ends the process at once (the committed chunks are safe either way).
+final class StopRequest: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var flag = false
+    private var received: Int32 = SIGINT
+
+    /// The signal that asked for the stop.
+    var signalNumber: Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        return received
+    }
+
+    init() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [self] in
+                lock.lock()
+                let again = flag
+                if !again { received = sig }
+                flag = true
+                lock.unlock()
+                if again { exit(128 + sig) }
+                log("\nlongheads: stopping after the current chunk (again to quit at once)")
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+
+    /// Whether a stop was asked for.
+    func requested() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return flag
+    }
+
+    func cancel() {
+        for s in sources { s.cancel() }
+        sources.removeAll()
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}
+
+/// Ingest progress on stderr: a line rewritten in place on a terminal, or JSON lines for logs.
+final class ProgressReporter {
+    enum Mode { case none, tty, json }
+    let mode: Mode
+    private var last = -Double.infinity
+
+    init(mode: String) {
+        switch mode {
+        case "tty": self.mode = .tty
+        case "json": self.mode = .json
+        case "none": self.mode = .none
+        default: self.mode = isatty(2) != 0 ? .tty : .none
+        }
+    }
+
+    func report(_ p: IngestProgress) {
+        guard mode != .none else { return }
+        // A terminal line twice a second; log lines every 2 seconds; always the last one.
+        guard p.done || p.seconds - last >= (mode == .tty ? 0.5 : 2) else { return }
+        last = p.seconds
+        switch mode {
+        case .tty:
+            var line = "ingest: \(p.tokens) tokens, \(p.chunks) chunks, \(String(format: "%.0f", p.tokensPerSecond)) tok/s, \(clock(p.seconds))"
+            if p.resumedChunks > 0 { line += ", \(p.resumedChunks) chunks resumed" }
+            if let eta = p.etaSeconds, !p.done { line += ", ETA \(clock(eta))" }
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (p.done ? "\n" : "")).utf8))
+        case .json:
+            var o: [String: Any] = ["tokens": p.tokens, "chunks": p.chunks, "resumed_chunks": p.resumedChunks,
+                                    "tokens_per_second": p.tokensPerSecond, "elapsed_seconds": p.seconds, "bytes_done": p.bytesDone,
+                                    "done": p.done]
+            if let total = p.sourceBytes { o["source_bytes"] = total }
+            if let eta = p.etaSeconds, !p.done { o["eta_seconds"] = eta }
+            if let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { log(String(decoding: d, as: UTF8.self)) }
+        case .none: break
+        }
+    }
+
+    private func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 }
