@@ -5,51 +5,210 @@ import KVStore
 import LongHeads
 import Pipeline
 
-/// `longheads ask`: answer a question from a store.
+/// `longheads ask`: answer one question or a file of questions about a document, from a store or from a
+/// file ingested into a temporary store.
 struct Ask: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Answer a question about an ingested document; prints the answer.")
+    static let configuration = CommandConfiguration(
+        abstract: "Answer questions about a document: from a store (--store), or a FILE ingested into a temporary store.",
+        discussion: """
+            ask --store DIR QUESTION             prints the answer
+            ask FILE QUESTION                    ingests FILE into a temporary store (removed afterwards), answers
+            ask --store DIR --questions Q.jsonl  one JSON line per question: id, answer, seconds, sources
+            ask FILE --questions Q.jsonl         the same over a temporary store
+
+            Q.jsonl holds one {"id": …, "question": "…"} per line ('-' reads stdin; blank lines are skipped); \
+            the whole file is checked before the first question is answered, and a bad line is named. \
+            sources are the byte ranges of the document chunks the heads selected most while answering: \
+            [{"start": byte, "end": byte, "chunk": index, "share": fraction of the counted selections}]. \
+            Chunk 0 and the two most recent chunks, which every head reads, are not counted, so a document \
+            shorter than the selective start (default 1024 tokens) has no sources.
+            """)
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option(name: .long, help: "The store to read.") var store: String
-    @Argument(help: "The question (with --raw: text appended verbatim for the model to continue).") var text: String
-    @Flag(name: .long, help: "Append TEXT verbatim and let the model continue (no chat turn).") var raw = false
-    @Option(name: .long, help: "Most tokens to generate.") var maxTokens: Int = 64
+    @Option(name: .long, help: "The store to read.") var store: String?
+    @Option(name: .long, help: "A JSONL file of questions ('-' reads stdin): {\"id\": …, \"question\": \"…\"} per line.")
+    var questions: String?
+    @Argument(help: ArgumentHelp("QUESTION with --store; FILE QUESTION (or FILE with --questions) without.", valueName: "file-or-question"))
+    var inputs: [String] = []
+    @Flag(name: .long, help: "Append the question verbatim and let the model continue (no chat turn); with FILE, ingest it as plain text.")
+    var raw = false
+    @Option(name: .long, help: "Most tokens to generate per answer.") var maxTokens: Int = 64
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
     @Option(name: .long, help: "Selection policy for the question and answer (default: the one the store was ingested with).")
     var policy: String?
-    @Flag(name: .long, help: "Print timing and cache figures to stderr.") var verbose = false
+    @Option(name: .long, help: "Citations per answer in --questions output.") var sources: Int = 3
+    @Option(name: .long, help: "With FILE: LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
+    @Option(name: .long, help: "With FILE: LongHeads attention length.") var attention: Int = LongHeadsParameters.default.attentionLength
+    @Flag(name: .long, help: "Print timing, cache figures and (single question) sources to stderr.") var verbose = false
+    @Option(name: .long, help: ArgumentHelp("Diagnosis: append per question the selection counts per layer and chunk (JSON lines).", visibility: .hidden))
+    var tallyOut: String?
 
     func validate() throws {
         if let policy, SelectionPolicy(rawValue: policy) == nil {
             throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        let expected = (store == nil ? 1 : 0) + (questions == nil ? 1 : 0)
+        guard inputs.count == expected else {
+            switch (store != nil, questions != nil) {
+            case (true, true): throw ValidationError("with --store and --questions, give no other argument")
+            case (true, false): throw ValidationError("give the question: ask --store DIR QUESTION")
+            case (false, true): throw ValidationError("give the document: ask FILE --questions Q.jsonl (or --store DIR)")
+            case (false, false): throw ValidationError("give a document and a question: ask FILE QUESTION, or ask --store DIR QUESTION")
+            }
+        }
+        if store == nil && questions == "-" && inputs.first == "-" {
+            throw ValidationError("the document and the questions cannot both be standard input")
+        }
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
+        guard sources >= 0 else { throw ValidationError("--sources must be ≥ 0") }
+        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        if store == nil, let p = LongHeadsParameters(chunkSize: chunk, attentionLength: attention).problem { throw ValidationError(p) }
     }
 
     func run() throws {
         try guarded {
-            guard !text.isEmpty else { throw GenerationError.emptyPrompt }
-            let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
-            let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
-            let clock = ContinuousClock()
-            let t0 = clock.now
-            let reader = try StoreReader.open(at: store)
-            let chat = reader.header.flags & 1 != 0
-            let q = pipeline.questionTokens(text, chat: chat, raw: raw)
-            let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q,
-                                                      policy: policy.flatMap(SelectionPolicy.init(rawValue:)))
-            let t1 = clock.now
-            let out = FileHandle.standardOutput
-            let ids = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) {
-                out.write(Data($0.utf8))
+            // Every question is checked before the model is loaded: a bad line costs nothing.
+            let batch = try questions.map { try loadQuestions(path: $0) }
+            let single = questions == nil ? inputs.last! : nil
+            if let single, single.isEmpty { throw GenerationError.emptyPrompt }
+            if let store {
+                let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
+                let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
+                try answer(store: store, pipeline: pipeline, batch: batch, single: single)
+                return
             }
-            out.write(Data("\n".utf8))
+            // Streamed: the document is read in blocks, never whole (a huge file costs no more memory than a small one).
+            let source = try DocumentSource(path: inputs[0])
+            let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
+            let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
+            try withTemporaryStore("ask") { dir in
+                let clock = ContinuousClock()
+                let t0 = clock.now
+                var last = t0
+                let parameters = LongHeadsParameters(chunkSize: chunk, attentionLength: attention,
+                                                     policy: policy.flatMap(SelectionPolicy.init(rawValue:)) ?? .default)
+                let info = try pipeline.ingest(source: source, to: dir, modelFile: model.file, parameters: parameters,
+                                               precision: .f16, chat: !raw, progress: { p in
+                    let now = clock.now
+                    if verbose, (now - last).seconds > 2 || p.done {
+                        last = now
+                        log(String(format: "ingest: %d tokens, %.1f s", p.tokens, (now - t0).seconds))
+                    }
+                }).info
+                if verbose || batch != nil {
+                    log(String(format: "ask: ingested %d tokens into a temporary store in %.1f s", info.tokens, (clock.now - t0).seconds))
+                }
+                try answer(store: dir, pipeline: pipeline, batch: batch, single: single)
+            }
+        }
+    }
+
+    /// Answers the single question (plain text) or every question of the batch (JSON lines) from `store`.
+    func answer(store: String, pipeline: DocumentPipeline, batch: [Question]?, single: String?) throws {
+        let reader = try StoreReader.open(at: store)
+        let info = try DocumentPipeline.storeInfo(reader)
+        let out = FileHandle.standardOutput
+        let clock = ContinuousClock()
+        let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
+        let cite = sources > 0 && (batch != nil || verbose)
+        // Which chunks heads pick whatever is asked: measured once, subtracted from every question's tally.
+        let tb = clock.now
+        let baseline = cite ? try pipeline.citationBaseline(store: store, reader: reader, raw: raw, policy: selectionPolicy) : []
+        if verbose && cite { log(String(format: "ask: citation baseline (%d probes) in %.3f s", DocumentPipeline.citationProbes.count, (clock.now - tb).seconds)) }
+        for q in batch ?? [Question(id: 1, text: single!, line: 0)] {
+            let t0 = clock.now
+            let ids = pipeline.questionTokens(q.text, chat: info.chat, raw: raw)
+            // Citations come from the selections made while the question is read (through its last token, whose
+            // selection yields the first answer token): measured on Samples/ contracts, they find the clause that
+            // holds the answer far more often than the selections of the answer's own decode steps.
+            let first = reader.chunkCount * info.chunkSize + info.tailTokens.count
+            let tally = SourceTally(parameters: info.parameters, storedChunks: reader.chunkCount, heads: pipeline.model.config.heads,
+                                    positions: first..<(first + ids.count))
+            let answerTally = SourceTally(parameters: info.parameters, storedChunks: reader.chunkCount,
+                                          heads: pipeline.model.config.heads, positions: (first + ids.count - 1)..<Int.max)
+            // A fresh session per question: every question starts from the document alone. Opening costs
+            // the tail (< one chunk) and the question; the model and the mapped store files are shared.
+            let (session, logits) = try pipeline.open(store: store, modelFile: pipeline.model.file, then: ids, policy: selectionPolicy) { attention in
+                attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
+                    tally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
+                    if tallyOut != nil {
+                        answerTally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
+                    }
+                }
+            }
+            let t1 = clock.now
+            var text = ""
+            let tokens = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) { piece in
+                if batch == nil { out.write(Data(piece.utf8)) } else { text += piece }
+            }
+            let cited = cite ? try tally.citations(reader: reader, baseline: baseline, top: sources) : []
+            let seconds = (clock.now - t0).seconds
+            if batch == nil {
+                out.write(Data("\n".utf8))
+                if cite { log("sources: " + (try jsonLine([("sources", cited.map(\.json))]))) }
+            } else {
+                let line = try jsonLine([("id", q.id), ("answer", text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                                         ("seconds", (seconds * 1000).rounded() / 1000), ("sources", cited.map(\.json))])
+                out.write(Data((line + "\n").utf8))
+            }
+            if let tallyOut { try appendTally(tallyOut, id: q.id, question: tally, answer: answerTally, reader: reader) }
             if verbose {
                 let st = session.archive.cache.statistics
                 log(String(format: "ask: %@; open+question %.3f s, %d answer tokens in %.3f s; cache hits %d misses %d; peak RSS %d MiB",
-                           session.info.parameters.description, (t1 - t0).seconds, ids.count, (clock.now - t1).seconds,
+                           session.info.parameters.description, (t1 - t0).seconds, tokens.count, (clock.now - t1).seconds,
                            st.hits, st.misses, peakRSSBytes() >> 20))
             }
         }
+    }
+
+    /// Diagnosis (`--tally-out`): one JSON line of per-layer selection counts of the question and of the answer.
+    func appendTally(_ path: String, id: Any, question: SourceTally, answer: SourceTally, reader: StoreReader) throws {
+        let line = try jsonLine([("id", id), ("question", question.layerCounts), ("answer", answer.layerCounts),
+                                 ("ranges", try (0..<reader.chunkCount).map { c in
+                                     let r = try reader.byteRange(ofChunk: c); return [r.lowerBound, r.upperBound] })])
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        h.seekToEndOfFile()
+        h.write(Data((line + "\n").utf8))
+        try h.close()
+    }
+}
+
+/// One line of a questions file.
+struct Question {
+    /// The line's `id` (any JSON value), or its line number when it has none.
+    var id: Any
+    var text: String
+    var line: Int
+}
+
+/// Reads and checks a whole JSONL questions file ('-': stdin); a bad line is named by its number.
+func loadQuestions(path: String) throws -> [Question] {
+    let name = path == "-" ? "standard input" : path
+    let text = try readText(path: path)
+    var out = [Question]()
+    for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if line.isEmpty { continue }
+        func bad(_ why: String) -> InputError { InputError(description: "\(name): line \(i + 1): \(why)") }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
+            throw bad("not valid JSON")
+        }
+        guard let dict = object as? [String: Any] else { throw bad("not a JSON object") }
+        guard let question = dict["question"] as? String else { throw bad("no \"question\" string") }
+        guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw bad("the question is empty") }
+        if let id = dict["id"], id is [Any] || id is [String: Any] || id is NSNull { throw bad("\"id\" must be a string or a number") }
+        out.append(Question(id: dict["id"] ?? i + 1, text: question, line: i + 1))
+    }
+    guard !out.isEmpty else { throw InputError(description: "\(name): no questions") }
+    return out
+}
+
+extension Citation {
+    /// As a JSON object for `jsonLine`: start, end, chunk, share, lift in that order.
+    var json: RawJSON {
+        RawJSON(text: (try? jsonLine([("start", start), ("end", end), ("chunk", chunk), ("share", (share * 1000).rounded() / 1000),
+                                      ("lift", (lift * 1000).rounded() / 1000)])) ?? "{}")
     }
 }
 

@@ -12,14 +12,20 @@ struct LongHeadsCommand: AsyncParsableCommand {
             $LONGHEADS_HOME/models (default ~/.cache/longheads/models).
 
             Exit codes:
-              0   success
+              0   success (filter: also when no record passed or the input was empty)
               1   internal error
               64  usage error (bad option or argument)
-              65  bad input data (empty prompt, invalid UTF-8, malformed line)
+              65  bad input data: empty prompt or document, invalid UTF-8, a bad
+                  --questions line or filter record (its number is named),
+                  damaged store, another model's store
               66  input or model file missing or unreadable
               69  model fetch failed (pip unavailable, network)
-              70  model file invalid (truncated, not GGUF, unsupported type or architecture)
+              70  model file invalid (truncated, not GGUF, unsupported type or
+                  architecture)
               74  I/O error while writing
+              130 interrupted by Ctrl-C (143: SIGTERM); ingest first commits the
+                  chunks done; temporary stores (ask FILE, filter, summarize)
+                  are removed
             """,
-        subcommands: [Generate.self, Ingest.self, Ask.self, Verify.self, Tokenize.self, Bench.self, ModelCommand.self])
+        subcommands: [Generate.self, Ingest.self, Ask.self, Filter.self, Summarize.self, Verify.self, Tokenize.self, Bench.self, ModelCommand.self])
 }

@@ -1,0 +1,213 @@
+import ArgumentParser
+import Foundation
+import LongHeads
+import Pipeline
+
+/// `longheads filter`: grep by meaning. Passes the records of stdin for which the model answers a yes/no
+/// question with yes, byte for byte, in order, as soon as each is decided.
+struct Filter: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Pass the records of standard input for which the model answers QUESTION with yes.",
+        discussion: """
+            Records are lines (default), paragraphs (--paragraphs: separated by blank lines), NUL-terminated \
+            (-z), or JSON lines whose string field NAME is asked about (--field NAME). A record passes when \
+            P(yes) ≥ --threshold, where P(yes) is the model's next-token probability of "yes" against "no" \
+            after a plain-text prompt: four generic yes/no examples, the record, the question. A small model \
+            may never reach 0.5: choose --threshold from --score on a labelled sample (Samples/README.md). \
+            Passing records are written byte for byte (terminator included), in order, each as soon as it is \
+            decided; standard input is read as it arrives. Blank records are never asked and count as "no". \
+            A record longer than the attention length runs through LongHeads (a temporary store). Empty \
+            input: a message on stderr, exit 0.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Argument(help: "A yes/no question about each record.") var question: String
+    @Flag(name: .long, help: "Records are paragraphs separated by blank lines.") var paragraphs = false
+    @Flag(name: [.customShort("z"), .customLong("null-data")], help: "Records are terminated by NUL bytes.") var nul = false
+    @Option(name: .long, help: "Records are JSON lines; ask about this string field (the whole line passes through).")
+    var field: String?
+    @Flag(name: [.customShort("v"), .customLong("invert-match")], help: "Pass the records answered no.") var invert = false
+    @Flag(name: .long, help: "Prefix each passing record with P(yes) and a tab (JSON lines: add a \"score\" field).")
+    var score = false
+    @Option(name: .long, help: "P(yes) at or above which a record is a yes.") var threshold: Double = 0.5
+    @Option(name: .long, help: "Memory budget of the decompressed-page cache for long records, MiB.") var memoryBudget: Int = 512
+    @Flag(name: .long, help: "Print counts and timing to stderr at the end.") var verbose = false
+    @Option(name: .long, help: ArgumentHelp("Prompt template with {text} once and {question} anywhere (\\n: newline).", visibility: .hidden))
+    var template: String = YesNoClassifier.defaultTemplate
+    @Flag(name: .long, help: ArgumentHelp("Use the template as a chat user turn, not as plain text.", visibility: .hidden))
+    var chat = false
+
+    func validate() throws {
+        if [paragraphs, nul, field != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("give at most one of --paragraphs, -z, --field")
+        }
+        if let field, field.isEmpty { throw ValidationError("--field needs a name") }
+        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        guard threshold.isFinite else { throw ValidationError("--threshold must be a number") }
+    }
+
+    func run() throws {
+        try guarded {
+            guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw InputError(description: "the question is empty")
+            }
+            let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
+            let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
+            // Long records are read through LongHeads via stores under one directory, removed at exit (Ctrl-C too).
+            try withTemporaryStore("filter") { tmp in
+                try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+                let classifier: YesNoClassifier
+                do {
+                    classifier = try YesNoClassifier(pipeline: pipeline, question: question, template: template, chat: chat,
+                                                     temporaryDirectory: tmp)
+                } catch let e as ClassifierError {
+                    throw InputError(description: e.description)
+                }
+                try filterRecords(classifier)
+            }
+        }
+    }
+
+    /// Reads stdin as it arrives and writes the passing records.
+    func filterRecords(_ classifier: YesNoClassifier) throws {
+        let out = FileHandle.standardOutput
+        var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines)
+        var records = 0, passed = 0
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        func handle(_ r: Record) throws {
+            records += 1
+            let text = try recordText(r)
+            let p = text.contains(where: { !$0.isWhitespace }) ? try classifier.score(text) : 0
+            guard (p >= threshold) != invert else { return }
+            passed += 1
+            out.write(Data(score ? scored(r, p) : r.bytes))
+        }
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw InputError(description: "standard input: read failed: \(String(cString: strerror(errno)))", code: Exit.noInput)
+            }
+            if n == 0 { break }
+            try splitter.feed(buffer[0..<n], emit: handle)
+        }
+        try splitter.finish(emit: handle)
+        if records == 0 { log("longheads: filter: no records on standard input") }
+        if verbose {
+            let s = (clock.now - t0).seconds
+            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s)", records, passed, s, Double(records) / max(s, 1e-9)))
+        }
+    }
+
+    /// The text the question is asked about: the record without its terminator, or its JSON field.
+    func recordText(_ r: Record) throws -> String {
+        let where_ = "standard input: record \(r.number) (byte \(r.offset))"
+        guard let text = String(validating: r.content, as: UTF8.self) else {
+            throw InputError(description: "\(where_): invalid UTF-8 at byte offset \(r.offset + firstInvalidUTF8(r.content))")
+        }
+        guard let field else { return text }
+        if text.allSatisfy(\.isWhitespace) { return "" }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(r.content)) as? [String: Any] else {
+            throw InputError(description: "\(where_): not a JSON object")
+        }
+        guard let value = object[field] as? String else { throw InputError(description: "\(where_): no string field \"\(field)\"") }
+        return value
+    }
+
+    /// The record with its score: `P\t` before it, or a "score" member added to a JSON object.
+    func scored(_ r: Record, _ p: Double) -> [UInt8] {
+        let s = String(format: "%.4f", p)
+        if field != nil, let close = r.content.lastIndex(of: UInt8(ascii: "}")) {
+            let before = r.content[..<close]
+            let empty = before.last(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{")
+            return Array(before) + Array(((empty ? "" : ",") + "\"score\":\(s)").utf8) + Array(r.bytes[close...])
+        }
+        return Array((s + "\t").utf8) + r.bytes
+    }
+}
+
+/// Byte offset of the first byte that does not start (or continue) a valid UTF-8 sequence.
+func firstInvalidUTF8(_ bytes: [UInt8]) -> Int {
+    var it = bytes.makeIterator()
+    var decoder = UTF8()
+    var offset = 0
+    while case .scalarValue(let s) = decoder.decode(&it) { offset += UTF8.width(s) }
+    return offset
+}
+
+/// One record of the input.
+struct Record {
+    /// Everything that is passed through: the record and its terminator (paragraphs: the blank lines after it).
+    var bytes: [UInt8]
+    /// The part that is asked about (no terminator, no surrounding blank lines).
+    var content: [UInt8]
+    /// 1-based record number.
+    var number: Int
+    /// Byte offset of `content` in the input.
+    var offset: Int
+}
+
+/// Cuts a byte stream into records as the bytes arrive.
+struct RecordSplitter {
+    enum Mode { case lines, nul, paragraphs }
+    let mode: Mode
+    private var pending: [UInt8] = []
+    private var consumed = 0        // input bytes before `pending`
+    private var number = 0
+    // Paragraphs: the record being built, whether it has content, and where its trailing blank lines start.
+    private var paragraph: [UInt8] = []
+    private var contentRange: Range<Int>?
+    private var trailingBlank = false
+    private var paragraphOffset = 0
+
+    init(mode: Mode) { self.mode = mode }
+
+    mutating func feed(_ bytes: ArraySlice<UInt8>, emit: (Record) throws -> Void) throws {
+        pending += bytes
+        let terminator = mode == .nul ? UInt8(0) : UInt8(ascii: "\n")
+        var start = 0
+        while let end = pending[start...].firstIndex(of: terminator) {
+            try take(Array(pending[start...end]), terminated: true, emit: emit)
+            start = end + 1
+        }
+        pending.removeFirst(start)
+    }
+
+    mutating func finish(emit: (Record) throws -> Void) throws {
+        if !pending.isEmpty { try take(pending, terminated: false, emit: emit) }
+        pending = []
+        if mode == .paragraphs, contentRange != nil { try emitParagraph(emit) }
+    }
+
+    private mutating func take(_ piece: [UInt8], terminated: Bool, emit: (Record) throws -> Void) throws {
+        defer { consumed += piece.count }
+        guard mode == .paragraphs else {
+            number += 1
+            return try emit(Record(bytes: piece, content: terminated ? Array(piece.dropLast()) : piece, number: number, offset: consumed))
+        }
+        let blank = piece.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
+        if blank {
+            if paragraph.isEmpty { paragraphOffset = consumed }
+            paragraph += piece
+            if contentRange != nil { trailingBlank = true }
+            return
+        }
+        if trailingBlank { try emitParagraph(emit) }  // the blank lines after the last paragraph ended it
+        if paragraph.isEmpty { paragraphOffset = consumed }
+        let lo = contentRange?.lowerBound ?? paragraph.count
+        paragraph += piece
+        contentRange = lo..<(paragraph.count - (terminated ? 1 : 0))
+    }
+
+    private mutating func emitParagraph(_ emit: (Record) throws -> Void) throws {
+        number += 1
+        let r = Record(bytes: paragraph, content: Array(paragraph[contentRange!]), number: number,
+                       offset: paragraphOffset + contentRange!.lowerBound)
+        paragraph = []
+        contentRange = nil
+        trailingBlank = false
+        try emit(r)
+    }
+}
