@@ -317,6 +317,13 @@ public final class LongHeadsAttention: Attention {
             if l == L - 1 {
                 let pages = (0..<L).map { UnsafeBufferPointer(start: ringPage(layer: $0, chunk: c), count: layout.floatsPerPage) }
                 try archive.append(pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: summary.floatsPerChunk))
+                // Keep the chunk in the ring as the archive stores it (f16 or q8 on disk), not as computed:
+                // an attention built over the archive later (a resumed ingest, `ask`) loads exactly this, so
+                // an interrupted and resumed ingest continues exactly as an uninterrupted one.
+                for layer in 0..<L {
+                    let dst = ringPage(layer: layer, chunk: c)
+                    try archive.withPage(chunk: c, layer: layer) { src in dst.update(from: src, count: layout.floatsPerPage) }
+                }
             }
         }
     }

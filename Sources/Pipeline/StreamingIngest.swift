@@ -249,15 +249,14 @@ final class BlockReader {
 /// tokens make a chunk, which is either checked against the store (the committed prefix when resuming)
 /// or run through the model and appended. It holds one chunk of tokens, never the document.
 ///
-/// Exactness of resume: LongHeads keeps the previous chunk in RAM (its ring) as the chunk's own float
-/// keys and values, while a resumed ingest can only load it back from the store (f16 or q8). So that an
-/// interrupted ingest continues exactly as an uninterrupted one, every chunk is run by a fresh
-/// `LongHeadsAttention` built over the archive, which loads the previous chunk from the store — the state
-/// a resume starts from. (Everything else the attention keeps is rebuilt within each chunk.) This also makes
-/// the last chunk of an ingest the same as `ask` sees it. Building an attention costs a few milliseconds
-/// per chunk, against a second or more for the chunk itself.
+/// Exactness of resume: LongHeads keeps the previous chunk in RAM (its ring) as the archive stores it
+/// (`LongHeadsAttention` reads each chunk back after archiving it), and an attention built over a store
+/// loads that same chunk from disk; so a resumed ingest continues exactly as an uninterrupted one. One
+/// attention runs all the chunks this ingest computes, built at the first of them.
 final class ChunkIngester {
     let pipeline: DocumentPipeline
+    /// The attention that computes chunks (built at the first chunk not already in the store).
+    private var attention: LongHeadsAttention?
     let writer: StoreWriter
     let archive: StoreArchive
     let parameters: LongHeadsParameters
@@ -327,12 +326,14 @@ final class ChunkIngester {
             bytesAtStart = chunkEnd
         } else {
             let t = clock.now
-            // A fresh attention per chunk: the state a resume would start from (see the type's comment).
-            let attention = try LongHeadsAttention(config: pipeline.model.config, parameters: parameters, archive: archive,
-                                                   pool: pipeline.model.pool)
-            prepare(attention)
+            if attention == nil {
+                let a = try LongHeadsAttention(config: pipeline.model.config, parameters: parameters, archive: archive,
+                                               pool: pipeline.model.pool)
+                prepare(a)
+                attention = a
+            }
             archive.nextChunk = (chunk, range)
-            _ = try pipeline.model.forward(chunk[...], start: c * w, attention: attention, logits: .none)
+            _ = try pipeline.model.forward(chunk[...], start: c * w, attention: attention!, logits: .none)
             computeSeconds += (clock.now - t).seconds
             computed += 1
         }
