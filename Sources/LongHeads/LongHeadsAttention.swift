@@ -111,8 +111,9 @@ public final class LongHeadsAttention: Attention {
         pendingFeatures = .allocate(capacity: summary.floatsPerChunk)
         slab = .allocate(capacity: max(H, 2 * G * summary.subs) * D * slabChunks)
         let pick = max(1, parameters.chunksPerQuery - 3)
-        bestScore = .allocate(capacity: w * H * pick)
-        bestChunk = .allocate(capacity: w * H * pick)
+        let kept = parameters.policy == .questExact ? Self.exactCandidates(pick: pick) : pick
+        bestScore = .allocate(capacity: w * H * max(1, kept))
+        bestChunk = .allocate(capacity: w * H * max(1, kept))
         rotatedQ = .allocate(capacity: w * H * D)
         slabRows = .allocate(capacity: slabChunks)
         let tasks = config.heads * max(1, (8 * pool.threads + config.heads - 1) / config.heads)
@@ -347,9 +348,12 @@ public final class LongHeadsAttention: Attention {
             precondition(c >= 3 && c - 2 >= pick)
             let first = selectiveFrom * H, pairs = n * H
             if pick > 0 {
-                bestScore.initialize(repeating: -.infinity, count: pairs * pick)
-                bestChunk.initialize(repeating: Int32.max, count: pairs * pick)
-                try score(layer: l, p0: p0, n: n, from: selectiveFrom, candidates: c - 2, pick: pick, q: q)
+                // quest-exact: the bound keeps `kept` candidates, exact logits pick among them.
+                let kept = parameters.policy == .questExact ? min(c - 2, Self.exactCandidates(pick: pick)) : pick
+                bestScore.initialize(repeating: -.infinity, count: pairs * kept)
+                bestChunk.initialize(repeating: Int32.max, count: pairs * kept)
+                try score(layer: l, p0: p0, n: n, from: selectiveFrom, candidates: c - 2, pick: kept, q: q)
+                if kept > pick { try rescoreExactly(layer: l, first: first, pairs: pairs, kept: kept, pick: pick) }
             }
             for pair in first..<pairs {
                 let sel = selection + pair * maxSlots
@@ -370,6 +374,55 @@ public final class LongHeadsAttention: Attention {
             }
         }
         selectionObserver?(l, p0, n, maxSlots, selection, selectionCount)
+    }
+
+    /// Candidates per query head that `quest-exact` rescoring reads.
+    public static func exactCandidates(pick: Int) -> Int { 8 * pick }
+
+    /// quest-exact, stage 2: each pair's `kept` candidates (`bestChunk`, stride `kept`) ranked by their
+    /// largest exact logit max_t q'·k_t over the chunk's keys (q' the rotated query of `score`); the best
+    /// `pick` go to `bestChunk` at stride `pick`. Each candidate chunk's page is read once per call.
+    private func rescoreExactly(layer l: Int, first: Int, pairs: Int, kept: Int, pick: Int) throws {
+        var users: [Int32: [Int32]] = [:]  // chunk → indices pair·kept + b that hold it
+        for pair in first..<pairs {
+            for b in 0..<kept where bestChunk[pair * kept + b] != Int32.max {
+                users[bestChunk[pair * kept + b], default: []].append(Int32(pair * kept + b))
+            }
+        }
+        let chunks = Array(users.keys)
+        let exact = UnsafeMutablePointer<Float>.allocate(capacity: pairs * kept)
+        defer { exact.deallocate() }
+        exact.initialize(repeating: -.infinity, count: pairs * kept)
+        let rows = (0..<D).map { Int32($0) }
+        let failure = Mutex<Error?>(nil)
+        pool.run(tasks: chunks.count) { u in
+            let chunk = chunks[u]
+            do {
+                try self.archive.withPage(chunk: Int(chunk), layer: l) { page in
+                    var out = [Float](repeating: 0, count: 16)
+                    for slot in users[chunk]! {
+                        let pair = Int(slot) / kept, h = pair % self.H, g = h / self.group
+                        let qh = UnsafePointer(self.rotatedQ + pair * self.D)
+                        let keys = page + self.layout.keys(g)
+                        var best = -Float.infinity
+                        for tile in 0..<(self.w / 16) {
+                            lh_chunk_scores(qh, Int32(self.D), keys + tile * 16 * self.D, 16, rows, 1, 16, &out)
+                            for v in out { best = max(best, v) }
+                        }
+                        exact[Int(slot)] = best
+                    }
+                }
+            } catch {
+                failure.withLock { $0 = $0 ?? error }
+            }
+        }
+        if let e = failure.withLock({ $0 }) { throw e }
+        var cand = [(Float, Int32)](repeating: (0, 0), count: kept)
+        for pair in first..<pairs {
+            for b in 0..<kept { cand[b] = (exact[pair * kept + b], bestChunk[pair * kept + b]) }
+            cand.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
+            for b in 0..<pick { bestChunk[pair * pick + b] = cand[b].1 }
+        }
     }
 
     /// Scores chunks 1...candidates for the selective tokens `from..<n` of the segment and keeps each

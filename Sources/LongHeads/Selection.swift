@@ -13,6 +13,11 @@ public enum SelectionPolicy: String, Sendable, CaseIterable, Codable {
     /// The Quest bound per sub-chunk of `ChunkSummaryLayout.subSize` tokens, max-pooled over the chunk:
     /// tighter bounds (fewer keys per min/max), `subs`× the scoring work of `quest`.
     case questSub = "quest-sub"
+    /// Two stages: the Quest bound keeps `LongHeadsAttention.exactCandidates(pick:)` candidates per query
+    /// head, then each candidate is ranked by its largest exact logit, max over its keys of q'·k (the
+    /// query rotated as for `quest`), read from the chunk's page. Experimental (issue 4): costs a page read
+    /// per candidate chunk and block.
+    case questExact = "quest-exact"
 
     /// The default: Quest bounds over whole chunks (Docs/SELECTION.md: passkey and needle recall).
     public static let `default` = SelectionPolicy.quest

@@ -245,7 +245,15 @@ public struct ReferenceForward {
                 let scored = (1...(cur - 2)).map { j in
                     (policy == "paper" ? zip(q, keyFeature(j)).reduce(Float(0)) { $0 + $1.0 * $1.1 } : questScore(j), j)
                 }
-                let best = scored.sorted { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }.prefix(K - 3).map { $0.1 }
+                func byScore(_ a: (Float, Int), _ b: (Float, Int)) -> Bool { a.0 > b.0 || (a.0 == b.0 && a.1 < b.1) }
+                var best = scored.sorted(by: byScore).prefix(K - 3).map { $0.1 }
+                if policy == "quest-exact" {
+                    // The bound keeps 8·(K-3) candidates; each is ranked by its largest exact logit q'·k.
+                    let qr = rotated(head(qs[pos], h), (K - 2) * w + pos % w)
+                    best = scored.sorted(by: byScore).prefix(8 * (K - 3)).map { (_, j) in
+                        ((0..<w).map { t in zip(qr, rotated(head(ks[j * w + t], g), t)).reduce(Float(0)) { $0 + $1.0 * $1.1 } }.max()!, j)
+                    }.sorted(by: byScore).prefix(K - 3).map { $0.1 }
+                }
                 chunks = ([0] + best + [cur - 1, cur]).sorted()
             }
             // Lay the chunks out contiguously: slot s holds positions s·w ..< s·w + w; the query sits at the end.
