@@ -119,8 +119,24 @@ public final class Generator {
         var out = [Int32]()
         var reason = StopReason.maxTokens
         var position = position
+        // Penalized copy of the logits (one buffer per call, reused at every step).
+        var penalized = sampling.repeatPenalty != 1 ? [Float](repeating: 0, count: logits.count) : []
         while out.count < maxTokens {
-            let next = sampler.sample(logits)
+            let next: Int32
+            if penalized.isEmpty {
+                next = sampler.sample(logits)
+            } else {
+                next = penalized.withUnsafeMutableBufferPointer { buf in
+                    _ = buf.initialize(from: logits)
+                    let p = sampling.repeatPenalty
+                    let recent = out.suffix(sampling.repeatWindow)
+                    for (k, id) in zip(recent.indices, recent) where !recent[..<k].contains(id) {  // each id once
+                        let l = buf[Int(id)]
+                        buf[Int(id)] = l > 0 ? l / p : l * p
+                    }
+                    return sampler.sample(UnsafeBufferPointer(buf))
+                }
+            }
             if tokenizer.isEndOfGeneration(next) { reason = .endOfGeneration; break }
             out.append(next)
             let piece = decoder.feed(next)

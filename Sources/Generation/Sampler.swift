@@ -8,6 +8,13 @@ public struct SamplingParameters: Sendable, Equatable {
     public var topP: Float
     /// Seed of the random stream, so that a sampled run can be reproduced.
     public var seed: UInt64
+    /// Repetition penalty (CTRL, Keskar et al. 2019, arXiv 1909.05858 §4.1): before choosing, the logit of
+    /// every token among the last `repeatWindow` generated ones is divided by it when positive and
+    /// multiplied by it when negative. 1 = off. Small models decoding greedily over long inputs fall into
+    /// loops ("The Agreement is entered into by … The Agreement is entered into by …") that this breaks.
+    public var repeatPenalty: Float = 1
+    /// Generated tokens the penalty looks back over.
+    public var repeatWindow: Int = 64
 
     /// Greedy decoding.
     public static let greedy = SamplingParameters(temperature: 0, topK: 0, topP: 1, seed: 0)

@@ -24,6 +24,15 @@ struct Summarize: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Argument(help: "The document ('-' reads stdin); omit it to summarize the document of an existing --store.") var input: String?
     @Option(name: .long, help: "Most tokens per summary.") var maxTokens: Int = 160
+    @Option(name: .long, help: "Repetition penalty over the last 64 summary tokens (1 = off); greedy decoding of a small model loops without it.")
+    var repeatPenalty: Float = 1.3
+
+    /// Greedy, with the repetition penalty.
+    var sampling: SamplingParameters {
+        var s = SamplingParameters.greedy
+        s.repeatPenalty = repeatPenalty
+        return s
+    }
     @Option(name: .long, help: "With FILE: ingest a long document into this new store and keep it (default: a temporary store). Without FILE: summarize this existing store.")
     var store: String?
     @Flag(name: .long, help: "One summary line per section, then an overall one.") var sections = false
@@ -44,6 +53,7 @@ struct Summarize: ParsableCommand {
 
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
+        guard repeatPenalty.isFinite, repeatPenalty >= 1 else { throw ValidationError("--repeat-penalty must be ≥ 1") }
         guard sectionTokens >= 16 else { throw ValidationError("--section-tokens must be ≥ 16") }
         if let p = parameters.problem { throw ValidationError(p) }
         guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
@@ -107,7 +117,7 @@ struct Summarize: ParsableCommand {
             }
             if verbose { log(String(format: "summarize: ingested %d tokens in %.1f s", info.tokens, (clock.now - t0).seconds)) }
             let (session, logits) = try pipeline.open(store: dir, modelFile: pipeline.model.file, then: question)
-            _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy, onText: onText)
+            _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling, onText: onText)
         }
         if let store { try viaStore(store) } else { try withTemporaryStore("summarize", viaStore) }
     }
@@ -122,7 +132,7 @@ struct Summarize: ParsableCommand {
         let chat = try StoreReader.open(at: store).header.flags & 1 != 0
         let (session, logits) = try pipeline.open(store: store, modelFile: model.file,
                                                   then: pipeline.questionTokens(instruction, chat: chat, raw: false))
-        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) { out.write(Data($0.utf8)) }
+        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { out.write(Data($0.utf8)) }
         out.write(Data("\n".utf8))
         if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
     }
@@ -132,13 +142,13 @@ struct Summarize: ParsableCommand {
         if ids.count + maxTokens <= parameters.beginSelective {
             let dense = DenseAttention(config: pipeline.model.config, capacity: ids.count + maxTokens, pool: pipeline.model.pool)
             _ = try Generator(model: pipeline.model, tokenizer: pipeline.tokenizer).generate(
-                prompt: ids, maxTokens: maxTokens, sampling: .greedy, attention: dense, onText: onText)
+                prompt: ids, maxTokens: maxTokens, sampling: sampling, attention: dense, onText: onText)
             return
         }
         try withTemporaryStore("summarize") { dir in
             let (session, logits) = try pipeline.run(prompt: ids, storeAt: dir, modelFile: pipeline.model.file,
                                                      parameters: parameters, precision: .f16, chat: true)
-            _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy, onText: onText)
+            _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling, onText: onText)
         }
     }
 
