@@ -47,7 +47,11 @@ struct lh_pool {
     // Current job, published before `job`/`gen` are bumped (release) and read after (acquire).
     _Atomic(lh_task_fn) fn;
     _Atomic(void *) ctx;
-    _Atomic int32_t ntasks;
+    // Generation (high 32 bits) | task count (low 32 bits) of the current job. The count carries its
+    // generation so that a worker still looking at an old job's word can never pair it with a newer
+    // job's count: it would claim a task index of the old generation that the old job does not have
+    // (run by the new job's function before that job is published, then again once it is).
+    _Atomic uint64_t limit;
 #if !LH_USE_FUTEX
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -91,14 +95,16 @@ static void run_tasks(lh_pool *p, uint32_t g, int32_t thread) {
     uint64_t w = atomic_load(&p->job);
     for (;;) {
         if ((uint32_t)(w >> 32) != g) return;
-        int32_t i = (int32_t)(uint32_t)w;
-        // ntasks/fn/ctx belong to generation g: g is still current (job word checked above and
-        // re-checked by the CAS) and the caller cannot publish g+1 before our task completes.
-        if (i >= atomic_load_explicit(&p->ntasks, memory_order_relaxed)) return;
+        uint32_t i = (uint32_t)w;
+        // The count must be generation g's: a newer one means g is over (all its tasks were done).
+        // fn/ctx belong to g once the CAS below claims an index under g's count: g is then still
+        // current with a task not done, and the caller cannot publish g+1 before it completes.
+        uint64_t lim = atomic_load_explicit(&p->limit, memory_order_acquire);
+        if ((uint32_t)(lim >> 32) != g || i >= (uint32_t)lim) return;
         if (atomic_compare_exchange_weak(&p->job, &w, w + 1)) {
             lh_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
             void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
-            fn(ctx, i, thread);
+            fn(ctx, (int32_t)i, thread);
             atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
             w = atomic_load(&p->job);
         }
@@ -199,9 +205,9 @@ void lh_pool_run(lh_pool *p, lh_task_fn fn, void *ctx, int32_t ntasks) {
     pthread_mutex_lock(&p->run_mu);
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&p->ntasks, ntasks, memory_order_relaxed);
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint32_t g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->limit, ((uint64_t)g << 32) | (uint32_t)ntasks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store(&p->job, (uint64_t)g << 32); // seq_cst: publishes the fields above
     atomic_store(&p->gen, g);
     wake_all(p);
