@@ -104,9 +104,7 @@ public final class SourceTally {
 extension DocumentPipeline {
     /// Reads the description a store records (`StoreInfo`, the header blob).
     public static func storeInfo(_ reader: StoreReader) throws -> StoreInfo {
-        do { return try JSONDecoder().decode(StoreInfo.self, from: Data(reader.header.blob)) } catch {
-            throw PipelineError.badStoreInfo(path: reader.path, reason: "\(error)")
-        }
+        try StoreInfo.decode(reader.header.blob, path: reader.path)
     }
 
     /// Neutral questions whose selections show which chunks heads pick whatever is asked (chunks that are

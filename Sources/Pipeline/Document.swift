@@ -70,6 +70,19 @@ public struct StoreInfo: Codable, Sendable {
     /// finished. Absent in stores made before ingests could resume: those are complete.
     public var complete: Bool?
 
+    /// The description recorded in a store's header blob (`path`: the store, for the error).
+    public static func decode(_ blob: [UInt8], path: String) throws -> StoreInfo {
+        do { return try JSONDecoder().decode(StoreInfo.self, from: Data(blob)) } catch {
+            throw PipelineError.badStoreInfo(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Refuses summaries of another `ChunkSummaryLayout` version (absent: version 1).
+    public func checkSummaryVersion(path: String) throws {
+        let version = summaryVersion ?? 1
+        guard version == ChunkSummaryLayout.version else { throw PipelineError.staleSummary(path: path, version: version) }
+    }
+
     /// LongHeads parameters of the store.
     public var parameters: LongHeadsParameters {
         LongHeadsParameters(chunkSize: chunkSize, attentionLength: attentionLength, beginSelective: beginSelective,
@@ -167,12 +180,8 @@ public struct DocumentPipeline {
     public func open(store path: String, modelFile: GGUFFile, then extra: [Int32], policy: SelectionPolicy? = nil,
                      prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
         let reader = try StoreReader.open(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
-        let info: StoreInfo
-        do { info = try JSONDecoder().decode(StoreInfo.self, from: Data(reader.header.blob)) } catch {
-            throw PipelineError.badStoreInfo(path: path, reason: "\(error)")
-        }
-        let version = info.summaryVersion ?? 1
-        guard version == ChunkSummaryLayout.version else { throw PipelineError.staleSummary(path: path, version: version) }
+        let info = try StoreInfo.decode(reader.header.blob, path: path)
+        try info.checkSummaryVersion(path: path)
         guard info.complete != false else { throw PipelineError.incompleteStore(path: path, chunks: reader.chunkCount) }
         var parameters = info.parameters
         if let policy { parameters.policy = policy }

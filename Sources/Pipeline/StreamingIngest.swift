@@ -132,6 +132,14 @@ extension DocumentPipeline {
         // Read the first block before creating anything: an empty document makes no store.
         let reader = try BlockReader(source: source, blockBytes: blockBytes)
         guard !reader.atEnd else { throw PipelineError.emptySource(name: source.name) }
+        let (writer, info) = try createStore(at: path, modelFile: modelFile, parameters: parameters, precision: precision, chat: chat)
+        let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: source.size, prepare: { _ in })
+        return try run.stream(reader, progress: progress, shouldStop: shouldStop)
+    }
+
+    /// A new, empty store at `path` for `parameters` and `precision`, described as an unfinished ingest.
+    private func createStore(at path: String, modelFile: GGUFFile, parameters: LongHeadsParameters, precision: KVPrecision,
+                             chat: Bool) throws -> (StoreWriter, StoreInfo) {
         let info = StoreInfo(chunkSize: parameters.chunkSize, attentionLength: parameters.attentionLength,
                              beginSelective: parameters.beginSelective, chat: chat, tailTokens: [], tokens: 0, sourceBytes: 0,
                              model: (modelFile.path as NSString).lastPathComponent, policy: parameters.policy,
@@ -139,8 +147,7 @@ extension DocumentPipeline {
         let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
                                             modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
                                             flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
-        let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: source.size, prepare: { _ in })
-        return try run.stream(reader, progress: progress, shouldStop: shouldStop)
+        return (writer, info)
     }
 
     /// Continues the ingest of `source` into the store at `path`, interrupted (Ctrl-C, kill -9, a crash)
@@ -154,12 +161,8 @@ extension DocumentPipeline {
     public func resume(source: DocumentSource, store path: String, modelFile: GGUFFile, blockBytes: Int = defaultBlockBytes,
                        progress: (IngestProgress) -> Void = { _ in }, shouldStop: () -> Bool = { false }) throws -> IngestSummary {
         let writer = try StoreWriter.resume(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
-        let info: StoreInfo
-        do { info = try JSONDecoder().decode(StoreInfo.self, from: Data(writer.header.blob)) } catch {
-            throw PipelineError.badStoreInfo(path: path, reason: "\(error)")
-        }
-        let version = info.summaryVersion ?? 1
-        guard version == ChunkSummaryLayout.version else { throw PipelineError.staleSummary(path: path, version: version) }
+        let info = try StoreInfo.decode(writer.header.blob, path: path)
+        try info.checkSummaryVersion(path: path)
         guard geometry(info.parameters, precision: writer.geometry.precision) == writer.geometry else {
             throw PipelineError.badStoreInfo(path: path, reason: "its description does not match its layout (\(writer.geometry))")
         }
@@ -180,13 +183,7 @@ extension DocumentPipeline {
     func ingestIDs(_ ids: [Int32], byteEnds ends: [Int], sourceBytes: Int, to path: String, modelFile: GGUFFile,
                    parameters: LongHeadsParameters, precision: KVPrecision, chat: Bool,
                    progress: (Int, Int) -> Void, prepare: (LongHeadsAttention) -> Void) throws -> StoreInfo {
-        let info = StoreInfo(chunkSize: parameters.chunkSize, attentionLength: parameters.attentionLength,
-                             beginSelective: parameters.beginSelective, chat: chat, tailTokens: [], tokens: 0, sourceBytes: 0,
-                             model: (modelFile.path as NSString).lastPathComponent, policy: parameters.policy,
-                             summaryVersion: ChunkSummaryLayout.version, complete: false)
-        let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
-                                            modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
-                                            flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
+        let (writer, info) = try createStore(at: path, modelFile: modelFile, parameters: parameters, precision: precision, chat: chat)
         // The ingester keeps `prepare` only for the duration of this call.
         return try withoutActuallyEscaping(prepare) { prepare in
             let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: sourceBytes, prepare: prepare)

@@ -11,16 +11,22 @@ struct CLIRun {
     var stderr: String
 }
 
-func longheads(_ args: [String], stdin: String? = nil, env: [String: String] = [:]) throws -> CLIRun {
+/// The `longheads` binary built beside the tests, as a process not yet started. Never lets a test fetch
+/// the model: the cache points somewhere empty unless `env` says otherwise.
+func longheadsProcess(_ args: [String], env: [String: String] = [:]) -> Process {
     let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let p = Process()
     p.executableURL = dir.appendingPathComponent("longheads")
     p.arguments = args
     var e = ProcessInfo.processInfo.environment
-    // Never let a test fetch the model: point the cache somewhere empty unless a test asks otherwise.
     e["LONGHEADS_HOME"] = NSTemporaryDirectory() + "longheads-cli-tests-home"
     for (k, v) in env { e[k] = v }
     p.environment = e
+    return p
+}
+
+func longheads(_ args: [String], stdin: String? = nil, env: [String: String] = [:]) throws -> CLIRun {
+    let p = longheadsProcess(args, env: env)
     let out = Pipe(), err = Pipe(), inp = Pipe()
     p.standardOutput = out
     p.standardError = err

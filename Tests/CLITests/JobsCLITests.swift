@@ -4,14 +4,7 @@ import Testing
 
 /// Runs the binary with raw bytes on stdin (records may hold NUL or invalid UTF-8).
 func longheads(_ args: [String], stdinBytes: [UInt8], env: [String: String] = [:]) throws -> (status: Int32, stdout: [UInt8], stderr: String) {
-    let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    let p = Process()
-    p.executableURL = dir.appendingPathComponent("longheads")
-    p.arguments = args
-    var e = ProcessInfo.processInfo.environment
-    e["LONGHEADS_HOME"] = NSTemporaryDirectory() + "longheads-cli-tests-home"
-    for (k, v) in env { e[k] = v }
-    p.environment = e
+    let p = longheadsProcess(args, env: env)
     let out = Pipe(), err = Pipe(), inp = Pipe()
     p.standardOutput = out
     p.standardError = err
@@ -225,10 +218,7 @@ let jobsDocument = (0..<60).map { "Line \($0): the quick brown fox jumps over th
 
     /// The first passing record is written while standard input is still open.
     @Test func streamsBeforeTheInputEnds() throws {
-        let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        let p = Process()
-        p.executableURL = dir.appendingPathComponent("longheads")
-        p.arguments = ["filter", "Is this about a fox?", "--model", jobsModel, "--threshold", "0"]
+        let p = longheadsProcess(["filter", "Is this about a fox?", "--model", jobsModel, "--threshold", "0"])
         let out = Pipe(), inp = Pipe()
         p.standardOutput = out
         p.standardInput = inp

@@ -121,13 +121,7 @@ private let document = (0..<30).map { i in
 
 /// Runs the `longheads` binary with stdin from a file; `killAfter` sends `signal` after that many seconds.
 private func runCLI(_ args: [String], stdinFile: String? = nil, signal: Int32? = nil, after: Double = 0) throws -> CLIRun {
-    let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-    let p = Process()
-    p.executableURL = dir.appendingPathComponent("longheads")
-    p.arguments = args
-    var e = ProcessInfo.processInfo.environment
-    e["LONGHEADS_HOME"] = NSTemporaryDirectory() + "longheads-cli-tests-home"
-    p.environment = e
+    let p = longheadsProcess(args)
     let out = temp("out-\(UUID().uuidString.prefix(6))"), err = temp("err-\(UUID().uuidString.prefix(6))")
     FileManager.default.createFile(atPath: out, contents: nil)
     FileManager.default.createFile(atPath: err, contents: nil)
