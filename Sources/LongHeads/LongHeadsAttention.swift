@@ -25,9 +25,12 @@ public final class LongHeadsAttention: Attention {
     public let archive: ChunkArchive
     /// Layout of the per-chunk summary (key features and bounds) handed to the archive.
     public let summary: ChunkSummaryLayout
-    /// Diagnosis only: chunks forced into every selective head's selection (replacing its lowest-ranked
-    /// picks), to measure what the model reaches when selection is perfect (the "oracle" policy).
-    public var oracleChunks: ClosedRange<Int>?
+    /// Chunks forced into every selective head's selection, in this order, replacing its lowest-ranked
+    /// picks (at most K-3; chunks outside 1...c-2 are skipped: chunk 0, the previous and the current chunk
+    /// are kept anyway). Set by `quest-lexical` to the chunks retrieved for a question (`LexicalRetrieval`),
+    /// and by diagnosis to the needle's chunks, to measure what the model reaches when selection is
+    /// perfect (the "oracle" of `bench niah`).
+    public var sharedChunks: [Int] = []
 
     private let pool: ThreadPool
     private let w: Int, H: Int, G: Int, D: Int, L: Int, group: Int
@@ -359,10 +362,10 @@ public final class LongHeadsAttention: Attention {
                 let sel = selection + pair * maxSlots
                 sel[0] = 0
                 for b in 0..<pick { sel[1 + b] = bestChunk[pair * pick + b] }
-                if let oracle = oracleChunks, pick > 0 {
-                    // Force the oracle's chunks in, replacing the lowest-ranked picks.
+                if !sharedChunks.isEmpty, pick > 0 {
+                    // Force the shared chunks in, replacing the lowest-ranked picks.
                     var b = pick - 1
-                    for j in oracle where j >= 1 && j <= c - 2 && b >= 0 {
+                    for j in sharedChunks where j >= 1 && j <= c - 2 && b >= 0 {
                         if !(0..<pick).contains(where: { sel[1 + $0] == Int32(j) }) { sel[1 + b] = Int32(j); b -= 1 }
                     }
                 }

@@ -18,9 +18,14 @@ public enum SelectionPolicy: String, Sendable, CaseIterable, Codable {
     /// query rotated as for `quest`), read from the chunk's page. Experimental (issue 4): costs a page read
     /// per candidate chunk and block.
     case questExact = "quest-exact"
+    /// `quest` per head, plus, for a question, the chunk that shares the most rare tokens with it
+    /// (`LexicalRetrieval`, BM25) forced into every head's selection for the question and its answer. With
+    /// no question (ingest, summaries) it is `quest`. Costs no store bytes: chunk token ids are stored anyway.
+    case questLexical = "quest-lexical"
 
-    /// The default: Quest bounds over whole chunks (Docs/SELECTION.md: passkey and needle recall).
-    public static let `default` = SelectionPolicy.quest
+    /// The default: Quest bounds per head, and the chunk retrieved for a question shared by all heads
+    /// (Docs/SELECTION.md: the policy × task × length table).
+    public static let `default` = SelectionPolicy.questLexical
 }
 
 /// Layout of the summary LongHeads keeps per chunk beside its pages (the archive's "features" record),

@@ -177,7 +177,11 @@ public struct DocumentPipeline {
     /// Opens the store at `path` (refusing one made by another model) and runs its tail tokens, then
     /// `extra` tokens; returns the session and the logits after the last token.
     /// `policy`, when given, replaces the store's selection policy for the new tokens.
+    /// `question`: `extra` is a question. Under `quest-lexical` the chunk it retrieves (`retrieve`) is then
+    /// shared by every head from its first token on, through the answer; `diagnosisChunks` (the oracle of
+    /// `bench niah`) are shared instead, under any policy.
     public func open(store path: String, modelFile: GGUFFile, then extra: [Int32], policy: SelectionPolicy? = nil,
+                     question: Bool = false, diagnosisChunks: [Int]? = nil,
                      prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
         let reader = try StoreReader.open(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
         let info = try StoreInfo.decode(reader.header.blob, path: path)
@@ -192,12 +196,23 @@ public struct DocumentPipeline {
         defer { archive.streaming = false }
         let feed = info.tailTokens + extra
         precondition(!feed.isEmpty)
+        // Where the question starts, when it brings retrieved chunks: blocks are cut there.
+        var shared = [Int]()
+        if question {
+            if let diagnosisChunks {
+                shared = diagnosisChunks
+            } else if parameters.policy == .questLexical {
+                shared = try retrieve(question: extra, reader: reader, info: info).map(\.chunk)
+            }
+        }
+        let switchAt = shared.isEmpty ? feed.count : info.tailTokens.count
         var pos = reader.chunkCount * info.chunkSize
         var logits = UnsafeBufferPointer<Float>(start: nil, count: 0)
         var i = 0
         while i < feed.count {
-            // Blocks never cross more than one chunk boundary.
-            let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize)
+            if i == switchAt { attention.sharedChunks = shared }
+            // Blocks never cross more than one chunk boundary, nor the start of a question.
+            let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize, i < switchAt ? switchAt - i : .max)
             logits = try model.forward(feed[i..<(i + n)], start: pos, attention: attention, logits: i + n == feed.count ? .last : .none)
             pos += n
             i += n
@@ -205,20 +220,42 @@ public struct DocumentPipeline {
         return (Session(info: info, archive: archive, attention: attention, position: pos), logits)
     }
 
+    /// Chunks retrieved for a question (`LexicalRetrieval`), best first: `retrievedChunks` of the archived
+    /// chunks a question's head may select, 1 ..< count-1 (chunk 0 and the last archived chunk, the question's
+    /// previous chunk, are in every head's view anyway). Only document tokens count: in a chat store the
+    /// template that opens it (system turn) is skipped, else questions would retrieve the system prompt.
+    public func retrieve(question: [Int32], reader: StoreReader, info: StoreInfo) throws -> [LexicalRetrieval.Match] {
+        let candidates = 1..<max(1, reader.chunkCount - 1)
+        let opening = info.chat ? ChatTemplate.userTurnOpening(tokenizer: tokenizer).count : 0
+        return try LexicalRetrieval().rank(query: question, chunks: candidates, limit: Self.retrievedChunks) { j in
+            Array(try reader.tokens(ofChunk: j).dropFirst(max(0, opening - j * info.chunkSize)))
+        }
+    }
+
+    /// Chunks `quest-lexical` shares for a question: one, so that with the default K-3 = 1 selectable
+    /// chunk per head, the retrieved chunk takes each head's pick (Docs/SELECTION.md has the measurements).
+    public static let retrievedChunks = 1
+
     /// Runs a whole prompt through LongHeads via a store at `dir` (its complete chunks are ingested, the
     /// rest is run on open); returns the session and the logits after the prompt's last token.
     /// `prepare` receives the attention that runs the tail and the last token; `prepareIngest` the one that
     /// ingests the complete chunks (last, so that a trailing closure still binds to `prepare`).
-    public func run(prompt ids: [Int32], storeAt dir: String, modelFile: GGUFFile, parameters: LongHeadsParameters,
-                    precision: KVPrecision, chat: Bool,
+    /// `questionStart`: the prompt's tokens from there on are a question, run as `ask` runs one (`open`
+    /// with `question`): the document before it is ingested, the question's retrieval (if the policy has
+    /// one) sees the question's tokens.
+    public func run(prompt ids: [Int32], questionStart: Int? = nil, storeAt dir: String, modelFile: GGUFFile,
+                    parameters: LongHeadsParameters, precision: KVPrecision, chat: Bool,
                     prepare: (LongHeadsAttention) -> Void = { _ in },
                     prepareIngest: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
         precondition(!ids.isEmpty)
-        // Hold back the last token so that `open` always has a token to run (and logits to return).
-        let head = Array(ids.dropLast())
+        // Without a question, hold back the last token so that `open` always has a token to run (and
+        // logits to return).
+        let split = questionStart ?? ids.count - 1
+        precondition(split > 0 && split < ids.count)
+        let head = Array(ids[..<split])
         try ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: modelFile,
                    parameters: parameters, precision: precision, chat: chat, prepare: prepareIngest)
-        return try open(store: dir, modelFile: modelFile, then: [ids.last!], prepare: prepare)
+        return try open(store: dir, modelFile: modelFile, then: Array(ids[split...]), question: questionStart != nil, prepare: prepare)
     }
 
     /// Tokens of a question: in a chat store the user turn is closed and the answer opened.

@@ -128,7 +128,7 @@ struct Ask: ParsableCommand {
                                           heads: pipeline.model.config.heads, positions: (first + ids.count - 1)..<Int.max)
             // A fresh session per question: every question starts from the document alone. Opening costs
             // the tail (< one chunk) and the question; the model and the mapped store files are shared.
-            let (session, logits) = try pipeline.open(store: store, modelFile: pipeline.model.file, then: ids, policy: selectionPolicy) { attention in
+            let (session, logits) = try pipeline.open(store: store, modelFile: pipeline.model.file, then: ids, policy: selectionPolicy, question: true) { attention in
                 attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
                     tally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
                     if tallyOut != nil {

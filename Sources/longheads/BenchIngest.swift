@@ -47,7 +47,7 @@ struct BenchIngest: ParsableCommand {
                     let c0 = cpuSeconds()
                     let a0 = ContinuousClock().now
                     let q = pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false)
-                    let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q)
+                    let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q, question: true)
                     _ = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
                     let cs = session.archive.cache.statistics
                     o["ask_seconds_\(name)"] = (ContinuousClock().now - a0).seconds
@@ -87,7 +87,7 @@ struct BenchIngest: ParsableCommand {
                 let c0 = cpuSeconds()
                 let a0 = clock.now
                 let q = pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false)
-                let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: q)
+                let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: q, question: true)
                 _ = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
                 let cs = session.archive.cache.statistics
                 askCache.append(["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes])

@@ -29,6 +29,8 @@ struct NiahPrompt {
     var needleSpan: Range<Int>
     /// Token spans of every needle, in text order (multikey: four, one of them `needleSpan`).
     var allNeedleSpans: [Range<Int>]
+    /// Index in `ids` of the question's first token (its leading newline): the haystack ends before it.
+    var questionStart: Int
     /// The asked needle's depth: share of the haystack's tokens before it.
     var depth: Double
     /// Multikey: the four keys in text order; otherwise empty.
@@ -139,7 +141,7 @@ enum Haystack {
     /// that fits), with `needles` inserted between sentences at their depths (share of the prose's tokens
     /// before each). Returns the prompt and each needle's token span, in the order of `needles`.
     static func compose(tokens target: Int, needles: [(text: String, depth: Double)], question: String,
-                        rng: inout SeededGenerator, tokenizer: Tokenizer) -> (text: String, ids: [Int32], spans: [Range<Int>]) {
+                        rng: inout SeededGenerator, tokenizer: Tokenizer) -> (text: String, ids: [Int32], spans: [Range<Int>], questionStart: Int) {
         // Token counts of the pieces add up (the pre-tokenizer splits at the space or newline that opens
         // each piece), so the budget is met without re-encoding the growing text.
         let fixed = tokenizer.encode("\n" + question).count + needles.reduce(0) { $0 + tokenizer.encode(" " + $1.text).count }
@@ -173,14 +175,18 @@ enum Haystack {
             }
             if k < pieces.count { text += text.isEmpty ? pieces[k].sentence : pieces[k].sep + pieces[k].sentence }
         }
+        let haystack = tokenizer.encode(text)
         text += "\n" + question
         let ids = tokenizer.encode(text)
+        // The question opens with a newline, where the pre-tokenizer always splits.
+        let questionStart = commonPrefixCount(ids, haystack)
+        precondition(questionStart == haystack.count)
         let spans = needles.indices.map { i -> Range<Int> in
             let s = commonPrefixCount(ids, tokenizer.encode(starts[i]!))
             let e = max(s + 1, commonPrefixCount(ids, tokenizer.encode(ends[i]!)))
             return s..<min(e, ids.count)
         }
-        return (text, ids, spans)
+        return (text, ids, spans, questionStart)
     }
 
     /// A prompt of `task` of about `tokens` tokens with the asked needle at `depth`.
@@ -189,7 +195,8 @@ enum Haystack {
         case .prose:
             let word = pick(needleWords, &rng)
             let c = compose(tokens: tokens, needles: [(proseNeedle(word), depth)], question: proseQuestion, rng: &rng, tokenizer: tokenizer)
-            return NiahPrompt(text: c.text, ids: c.ids, expected: word, needleSpan: c.spans[0], allNeedleSpans: c.spans, depth: depth)
+            return NiahPrompt(text: c.text, ids: c.ids, expected: word, needleSpan: c.spans[0], allNeedleSpans: c.spans,
+                              questionStart: c.questionStart, depth: depth)
         case .multikey:
             var keys = [String](), numbers = [Int]()
             while keys.count < 4 {
@@ -208,12 +215,13 @@ enum Haystack {
             let c = compose(tokens: tokens, needles: needles, question: multikeyQuestion(key: keys[asked]), rng: &rng, tokenizer: tokenizer)
             let textOrder = c.spans.indices.sorted { c.spans[$0].lowerBound < c.spans[$1].lowerBound }
             return NiahPrompt(text: c.text, ids: c.ids, expected: String(numbers[asked]), needleSpan: c.spans[0],
-                              allNeedleSpans: textOrder.map { c.spans[$0] }, depth: depth,
+                              allNeedleSpans: textOrder.map { c.spans[$0] }, questionStart: c.questionStart, depth: depth,
                               keys: textOrder.map { keys[perm[$0]] }, asked: keys[asked])
         case .passkey:
             let key = 10000 + Int(rng.next() % 90000)
             let p = BenchPasskey.prompt(tokens: tokens, depth: depth, key: key, tokenizer: tokenizer)
-            return NiahPrompt(text: p.text, ids: p.ids, expected: String(key), needleSpan: p.keySpan, allNeedleSpans: [p.keySpan], depth: depth)
+            return NiahPrompt(text: p.text, ids: p.ids, expected: String(key), needleSpan: p.keySpan, allNeedleSpans: [p.keySpan],
+                              questionStart: p.questionStart, depth: depth)
         }
     }
 
@@ -231,40 +239,50 @@ enum Haystack {
     }
 }
 
-/// LongHeads options of `bench niah`: those of `LongHeadsOptions`, with `--policy oracle` besides.
+/// LongHeads options of `bench niah`: those of `LongHeadsOptions`, with several policies and `oracle`.
 struct NiahLongHeadsOptions: ParsableArguments {
     @Option(name: .long, help: "LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
     @Option(name: .long, help: "LongHeads attention length: tokens one head reads per query.") var attention: Int = LongHeadsParameters.default.attentionLength
     @Option(name: .long, help: "Plain causal attention below this many tokens (default: the attention length).") var selectiveFrom: Int?
     @Option(name: .long, help: """
-        How heads rank chunks: quest (default), quest-sub, paper, or oracle (quest with the needle's chunks \
-        forced into every selective head's selection, in ingest and at the answer: what perfect selection reaches).
+        Policies that answer, comma-separated: quest-lexical (default), quest, quest-sub, quest-exact, paper, \
+        oracle (quest with the needle's chunks forced into every selective head's selection from the question \
+        on: what perfect selection reaches). All answer the same stores.
         """)
     var policy: String = SelectionPolicy.default.rawValue
+    @Option(name: .long, help: "Policy that ingests the haystacks (default: the first of --policy, quest for oracle).")
+    var ingestPolicy: String?
     @Option(name: .long, help: "KV precision in the store: f16 or q8.") var precision: String = "f16"
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
 
     static let oracle = "oracle"
     static var policyNames: [String] { SelectionPolicy.allCases.map(\.rawValue) + [oracle] }
 
-    /// Whether the needle's chunks are forced into the selections.
-    var isOracle: Bool { policy == Self.oracle }
+    /// The answering policies, in the order given.
+    var policies: [String] { policy.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
-    var parameters: LongHeadsParameters {
-        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom,
-                            policy: isOracle ? .quest : SelectionPolicy(rawValue: policy) ?? .default)
+    /// The selection policy behind a policy name (the oracle selects as quest besides its forced chunks).
+    static func selection(_ name: String) -> SelectionPolicy { SelectionPolicy(rawValue: name) ?? .quest }
+
+    /// Parameters of the ingest.
+    var ingestParameters: LongHeadsParameters { parameters(ingestPolicy ?? policies[0]) }
+
+    /// Parameters under a policy name.
+    func parameters(_ name: String) -> LongHeadsParameters {
+        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom, policy: Self.selection(name))
     }
 
     /// The parameters as printed with results; the oracle is named.
-    var description: String { parameters.description + (isOracle ? " oracle=needle" : "") }
+    func description(_ name: String) -> String { parameters(name).description + (name == Self.oracle ? " oracle=needle" : "") }
 
     var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
 
     func validate() throws {
-        guard Self.policyNames.contains(policy) else {
-            throw ValidationError("--policy must be one of \(Self.policyNames.joined(separator: ", "))")
+        for name in policies + (ingestPolicy.map { [$0] } ?? []) where !Self.policyNames.contains(name) {
+            throw ValidationError("--policy and --ingest-policy take \(Self.policyNames.joined(separator: ", ")); got '\(name)'")
         }
-        if let p = parameters.problem { throw ValidationError(p) }
+        guard !policies.isEmpty, Set(policies).count == policies.count else { throw ValidationError("--policy: give distinct policies") }
+        if let p = ingestParameters.problem { throw ValidationError(p) }
         guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
         guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
     }
@@ -320,11 +338,12 @@ struct BenchNiah: ParsableCommand {
         }
     }
 
-    /// One (task, length) row of the summary.
+    /// One (task, length, policy) row of the summary.
     struct Summary {
-        var task: NiahTask, length: Int
+        var task: NiahTask, length: Int, policy: String
         var hits = 0, trials = 0, tokens = 0
-        var seconds = 0.0
+        /// Seconds of ingest (shared by the policies) and of question + answer.
+        var ingestSeconds = 0.0, askSeconds = 0.0
         var recalls = [Double](), hitRecalls = [Double](), missRecalls = [Double]()
     }
 
@@ -332,13 +351,14 @@ struct BenchNiah: ParsableCommand {
         try guarded {
             let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
-            let parameters = lh.parameters
+            let parameters = lh.ingestParameters
+            let policies = lh.policies
             let depthList = depths.flatMap { DepthSchedule.parse($0) }
             let (L, H) = (model.config.layers, model.config.heads)
             var rows = [Summary]()
             for task in taskList! {
                 for length in lengthList {
-                    var row = Summary(task: task, length: length)
+                    var group = policies.map { Summary(task: task, length: length, policy: $0) }
                     for t in 0..<trials {
                         var rng = Haystack.trialGenerator(seed: seed, task: task, length: length, trial: t)
                         // Drawn even when --depths is given, so a seed gives the same needles either way.
@@ -347,75 +367,86 @@ struct BenchNiah: ParsableCommand {
                         let p = Haystack.prompt(task: task, tokens: length, depth: depth, rng: &rng, tokenizer: tokenizer)
                         let last = p.ids.count - 1
                         let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
-                        let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: needleChunks)
-                        let oracle = lh.isOracle ? needleChunks : nil
                         let dir = NSTemporaryDirectory() + "longheads-niah-\(getpid())-\(t)"
                         defer { try? FileManager.default.removeItem(atPath: dir) }
+                        // The haystack is ingested once; every policy then asks the question of the same store
+                        // (`ask`'s path: open the store, run the question, answer).
                         let clock = ContinuousClock()
                         let t0 = clock.now
-                        // The oracle acts on every token past the needle: the ingested chunks' keys and values
-                        // (the question's own tokens among them) are then computed as with perfect selection.
-                        let (session, logits) = try pipeline.run(
-                            prompt: p.ids, storeAt: dir, modelFile: model.file, parameters: parameters,
-                            precision: lh.kvPrecision, chat: false,
-                            prepare: { attention in
-                                attention.oracleChunks = oracle
+                        let haystack = Array(p.ids[..<p.questionStart]), question = Array(p.ids[p.questionStart...])
+                        try pipeline.ingest(ids: haystack, byteEnds: [Int](repeating: 0, count: haystack.count), sourceBytes: 0,
+                                            to: dir, modelFile: model.file, parameters: parameters, precision: lh.kvPrecision, chat: false)
+                        let ingestSeconds = (clock.now - t0).seconds
+                        for (k, name) in policies.enumerated() {
+                            let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: needleChunks)
+                            let t1 = clock.now
+                            let (session, logits) = try pipeline.open(
+                                store: dir, modelFile: model.file, then: question, policy: NiahLongHeadsOptions.selection(name),
+                                question: true, diagnosisChunks: name == NiahLongHeadsOptions.oracle ? Array(needleChunks) : nil) { attention in
                                 attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
-                            },
-                            prepareIngest: { $0.oracleChunks = oracle })
-                        // Only the answer step is diagnosed; the oracle stays for the answer tokens.
-                        session.attention.selectionObserver = nil
-                        var answer = ""
-                        _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
-                        let elapsed = (clock.now - t0).seconds
-                        let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
-                        let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
-                        let recall: Double? = tally.complete ? tally.recall : nil
-                        row.trials += 1
-                        row.tokens += p.ids.count
-                        row.seconds += elapsed
-                        if ok { row.hits += 1 }
-                        if let recall {
-                            row.recalls.append(recall)
-                            if ok { row.hitRecalls.append(recall) } else { row.missRecalls.append(recall) }
-                        }
-                        if json {
-                            var o: [String: Any] = [
-                                "task": task.rawValue, "length": length, "tokens": p.ids.count, "trial": t, "depth": depth,
-                                "policy": lh.policy, "parameters": lh.description, "precision": lh.precision, "seed": seed,
-                                "expected": p.expected, "answer": answer, "correct": ok, "seconds": elapsed,
-                                "selection_recall": recall ?? NSNull(), "selection_per_layer": tally.perLayer,
-                                "needle_in_forced_chunk": forced, "needle_span": [p.needleSpan.lowerBound, p.needleSpan.upperBound],
-                                "needle_chunks": Array(needleChunks), "answer_chunk": last / parameters.chunkSize,
-                            ]
-                            if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
-                            print(try jsonLine(o))
-                        } else {
-                            log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, %.1f s",
-                                       task.rawValue, p.ids.count, depth, lh.policy, ok ? "ok" : "MISS", p.expected,
-                                       answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
-                                       tally.recall, forced ? " (forced)" : "", elapsed))
-                            log("  selection heads/\(H) per layer: \(tally.countsLine)")
+                            }
+                            // Only the answer step is diagnosed; shared chunks stay for the answer tokens.
+                            session.attention.selectionObserver = nil
+                            var answer = ""
+                            _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
+                            let askSeconds = (clock.now - t1).seconds
+                            let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
+                            let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
+                            let recall: Double? = tally.complete ? tally.recall : nil
+                            group[k].trials += 1
+                            group[k].tokens += p.ids.count
+                            group[k].ingestSeconds += ingestSeconds
+                            group[k].askSeconds += askSeconds
+                            if ok { group[k].hits += 1 }
+                            if let recall {
+                                group[k].recalls.append(recall)
+                                if ok { group[k].hitRecalls.append(recall) } else { group[k].missRecalls.append(recall) }
+                            }
+                            if json {
+                                var o: [String: Any] = [
+                                    "task": task.rawValue, "length": length, "tokens": p.ids.count, "trial": t, "depth": depth,
+                                    "policy": name, "ingest_policy": parameters.policy.rawValue, "parameters": lh.description(name),
+                                    "precision": lh.precision, "seed": seed, "expected": p.expected, "answer": answer, "correct": ok,
+                                    "ingest_seconds": ingestSeconds, "ask_seconds": askSeconds,
+                                    "selection_recall": recall ?? NSNull(), "selection_per_layer": tally.perLayer,
+                                    "needle_in_forced_chunk": forced, "needle_span": [p.needleSpan.lowerBound, p.needleSpan.upperBound],
+                                    "needle_chunks": Array(needleChunks), "answer_chunk": last / parameters.chunkSize,
+                                    "shared_chunks": session.attention.sharedChunks,
+                                ]
+                                if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
+                                print(try jsonLine(o))
+                                fflush(nil)
+                            } else {
+                                log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
+                                           task.rawValue, p.ids.count, depth, name, ok ? "ok" : "MISS", p.expected,
+                                           answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
+                                           tally.recall, forced ? " (forced)" : "", ingestSeconds, askSeconds))
+                                log("  selection heads/\(H) per layer: \(tally.countsLine)")
+                            }
                         }
                     }
-                    if json { print(try jsonLine(summaryObject(row, depthList: depthList))) }
-                    rows.append(row)
+                    for row in group {
+                        if json { print(try jsonLine(summaryObject(row, depthList: depthList))) }
+                        rows.append(row)
+                    }
+                    fflush(nil)
                 }
             }
             if !json { print(summaryTable(rows), terminator: "") }
         }
     }
 
-    /// The JSON summary of one (task, length).
+    /// The JSON summary of one (task, length, policy).
     func summaryObject(_ r: Summary, depthList: [Double]?) -> [String: Any] {
-        let p = lh.parameters
+        let p = lh.parameters(r.policy)
         return [
             "task": r.task.rawValue, "length": r.length, "correct": r.hits, "trials": r.trials,
             "accuracy": Double(r.hits) / Double(max(1, r.trials)), "mean_tokens": Double(r.tokens) / Double(max(1, r.trials)),
-            "policy": lh.policy, "parameters": lh.description, "chunk": p.chunkSize, "attention": p.attentionLength,
+            "policy": r.policy, "ingest_policy": lh.ingestParameters.policy.rawValue, "parameters": lh.description(r.policy), "chunk": p.chunkSize, "attention": p.attentionLength,
             "selective_from": p.beginSelective, "precision": lh.precision, "seed": seed,
             "depths": depthList.map { $0 as Any } ?? "random",
-            "mean_seconds_per_trial": r.seconds / Double(max(1, r.trials)), "peak_rss_bytes": peakRSSBytes(),
+            "mean_ingest_seconds": r.ingestSeconds / Double(max(1, r.trials)),
+            "mean_ask_seconds": r.askSeconds / Double(max(1, r.trials)), "peak_rss_bytes": peakRSSBytes(),
             "mean_selection_recall": mean(r.recalls) ?? NSNull(),
             "mean_selection_recall_hits": mean(r.hitRecalls) ?? NSNull(),
             "mean_selection_recall_misses": mean(r.missRecalls) ?? NSNull(),
@@ -425,22 +456,24 @@ struct BenchNiah: ParsableCommand {
     /// The text-mode summary: a header naming the parameters, then one row per (task, length).
     func summaryTable(_ rows: [Summary]) -> String {
         func f(_ x: Double?) -> String { x.map { String(format: "%.2f", $0) } ?? "-" }
-        let header = ["task", "length", "tokens", "accuracy", "correct", "recall", "recall_hits", "recall_misses", "s/trial", "peak_rss_MiB"]
+        let header = ["task", "length", "policy", "tokens", "accuracy", "correct", "recall", "recall_hits", "recall_misses",
+                      "ingest_s", "ask_s", "peak_rss_MiB"]
         let cells = rows.map { r -> [String] in
             let n = max(1, r.trials)
-            return [r.task.rawValue, String(r.length), String(r.tokens / n), String(format: "%.2f", Double(r.hits) / Double(n)),
+            return [r.task.rawValue, String(r.length), r.policy, String(r.tokens / n), String(format: "%.2f", Double(r.hits) / Double(n)),
                     "\(r.hits)/\(r.trials)", f(mean(r.recalls)), f(mean(r.hitRecalls)), f(mean(r.missRecalls)),
-                    String(format: "%.1f", r.seconds / Double(n)), String(peakRSSBytes() >> 20)]
+                    String(format: "%.1f", r.ingestSeconds / Double(n)), String(format: "%.1f", r.askSeconds / Double(n)),
+                    String(peakRSSBytes() >> 20)]
         }
         // Columns as wide as their widest cell; the task left-aligned, figures right-aligned.
         let widths = header.indices.map { c in ([header] + cells).map { $0[c].count }.max()! }
         func line(_ row: [String]) -> String {
             row.indices.map { c in
                 let pad = String(repeating: " ", count: widths[c] - row[c].count)
-                return c == 0 ? row[c] + pad : pad + row[c]
+                return c == 0 || c == 2 ? row[c] + pad : pad + row[c]
             }.joined(separator: "  ") + "\n"
         }
-        return "niah \(lh.description) precision=\(lh.precision) seed=\(seed) depths=\(depths ?? "random")\n"
+        return "niah \(lh.ingestParameters.description.replacingOccurrences(of: "policy=", with: "ingest_policy=")) precision=\(lh.precision) seed=\(seed) depths=\(depths ?? "random")\n"
             + line(header) + cells.map(line).joined()
     }
 

@@ -48,6 +48,8 @@ struct BenchPasskey: ParsableCommand {
         var ids: [Int32]
         /// Token span of the key line in `ids` (a boundary token shared with the filler counts as key).
         var keySpan: Range<Int>
+        /// Index in `ids` of the question's first token (its leading newline): the document ends before it.
+        var questionStart: Int
     }
 
     /// A prompt of about `tokens` tokens with the key at `depth` (share of filler before it), filler cut at
@@ -69,7 +71,9 @@ struct BenchPasskey: ParsableCommand {
         // with the whole prompt's (a token merged across the boundary is counted as the key's).
         let start = commonPrefixCount(all, tokenizer.encode(head))
         let end = max(start + 1, commonPrefixCount(all, tokenizer.encode(head + keyLine)))
-        return Prompt(text: text, ids: all, keySpan: start..<min(end, all.count))
+        let document = head + [keyLine, post].joined(separator: "\n")
+        return Prompt(text: text, ids: all, keySpan: start..<min(end, all.count),
+                      questionStart: commonPrefixCount(all, tokenizer.encode(document)))
     }
 
     func validate() throws {
@@ -112,7 +116,7 @@ struct BenchPasskey: ParsableCommand {
                     defer { try? FileManager.default.removeItem(atPath: dir) }
                     let clock = ContinuousClock()
                     let t0 = clock.now
-                    let (session, logits) = try pipeline.run(prompt: p.ids, storeAt: dir, modelFile: model.file,
+                    let (session, logits) = try pipeline.run(prompt: p.ids, questionStart: p.questionStart, storeAt: dir, modelFile: model.file,
                                                              parameters: parameters, precision: lh.kvPrecision, chat: false) { attention in
                         attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
                     }

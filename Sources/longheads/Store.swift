@@ -11,7 +11,7 @@ struct LongHeadsOptions: ParsableArguments {
     @Option(name: .long, help: "LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
     @Option(name: .long, help: "LongHeads attention length: tokens one head reads per query.") var attention: Int = LongHeadsParameters.default.attentionLength
     @Option(name: .long, help: "Plain causal attention below this many tokens (default: the attention length).") var selectiveFrom: Int?
-    @Option(name: .long, help: "How heads rank chunks: quest (default), quest-sub, quest-exact (experimental) or paper (Docs/SELECTION.md).")
+    @Option(name: .long, help: "How heads rank chunks: quest-lexical (default: quest, plus the chunk a question retrieves shared by all heads), quest, quest-sub, quest-exact (experimental) or paper (Docs/SELECTION.md).")
     var policy: String = SelectionPolicy.default.rawValue
     @Option(name: .long, help: "KV precision in the store: f16 or q8.") var precision: String = "f16"
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512

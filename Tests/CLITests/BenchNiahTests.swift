@@ -151,30 +151,34 @@ private let tinyTokenizer: Tokenizer = {
         try s.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
-    static let trialKeys = ["task", "length", "tokens", "trial", "depth", "policy", "parameters", "precision", "seed", "expected",
-                            "answer", "correct", "seconds", "selection_recall", "selection_per_layer", "needle_in_forced_chunk",
-                            "needle_span", "needle_chunks", "answer_chunk"]
-    static let summaryKeys = ["task", "length", "correct", "trials", "accuracy", "mean_tokens", "policy", "parameters", "chunk",
-                              "attention", "selective_from", "precision", "seed", "depths", "mean_seconds_per_trial",
-                              "peak_rss_bytes", "mean_selection_recall", "mean_selection_recall_hits", "mean_selection_recall_misses"]
+    static let trialKeys = ["task", "length", "tokens", "trial", "depth", "policy", "ingest_policy", "parameters", "precision", "seed",
+                            "expected", "answer", "correct", "ingest_seconds", "ask_seconds", "selection_recall", "selection_per_layer",
+                            "needle_in_forced_chunk", "needle_span", "needle_chunks", "answer_chunk", "shared_chunks"]
+    static let summaryKeys = ["task", "length", "correct", "trials", "accuracy", "mean_tokens", "policy", "ingest_policy", "parameters",
+                              "chunk", "attention", "selective_from", "precision", "seed", "depths", "mean_ingest_seconds",
+                              "mean_ask_seconds", "peak_rss_bytes", "mean_selection_recall", "mean_selection_recall_hits",
+                              "mean_selection_recall_misses"]
 
     /// Chunks of 64 and K = 5 chunks per query: two ranked picks, room for a needle straddling two chunks.
     static let small = ["--chunk", "64", "--attention", "320", "--lengths", "700", "--trials", "2", "--json"]
 
-    @Test(arguments: ["quest", "oracle"])
-    func jsonFields(policy: String) throws {
-        let model = try TinyModel().write(name: "niah-json-\(policy)")
+    /// Three policies answer the same two stores per task (one ingest per trial).
+    @Test func jsonFields() throws {
+        let model = try TinyModel().write(name: "niah-json")
         defer { try? FileManager.default.removeItem(atPath: model) }
-        let r = try longheads(["bench", "niah", "--model", model, "--task", "prose,multikey", "--policy", policy, "--depths", "0.2,0.6"] + Self.small)
+        let policies = ["quest", "oracle", "quest-lexical"]
+        let r = try longheads(["bench", "niah", "--model", model, "--task", "prose,multikey", "--policy", policies.joined(separator: ","),
+                               "--depths", "0.2,0.6"] + Self.small)
         #expect(r.status == 0, "\(r.stderr)")
         let rows = try lines(r.stdout)
-        #expect(rows.count == 2 * 3)
+        #expect(rows.count == 2 * (2 + 1) * 3)
         let trialRows = rows.filter { $0["trial"] != nil }, summaries = rows.filter { $0["trial"] == nil }
         for t in trialRows {
             for k in Self.trialKeys { #expect(t[k] != nil, "trial lacks \(k)") }
-            #expect(t["policy"] as? String == policy)
+            let policy = t["policy"] as! String
+            #expect(t["ingest_policy"] as? String == "quest")
             #expect((t["parameters"] as! String).contains("chunk=64 attention=320"))
-            #expect((t["parameters"] as! String).hasSuffix(policy == "oracle" ? "policy=quest oracle=needle" : "policy=quest"))
+            #expect((t["parameters"] as! String).hasSuffix(policy == "oracle" ? "policy=quest oracle=needle" : "policy=\(policy)"))
             let tokens = t["tokens"] as! Int
             #expect(tokens <= 700 && tokens > 600)
             let span = t["needle_span"] as! [Int], chunks = t["needle_chunks"] as! [Int]
@@ -186,15 +190,45 @@ private let tinyTokenizer: Tokenizer = {
             #expect(abs(recall - perLayer.reduce(0, +) / 2) < 1e-9)
             // The oracle puts the needle in every head's selection.
             if policy == "oracle" || t["needle_in_forced_chunk"] as! Bool { #expect(recall == 1) }
+            let shared = t["shared_chunks"] as! [Int]
+            switch policy {
+            case "oracle": #expect(shared == chunks)
+            case "quest-lexical": #expect(shared.count <= 1)
+            default: #expect(shared.isEmpty)
+            }
             if t["task"] as? String == "multikey" { #expect((t["keys"] as! [String]).count == 4 && t["key"] != nil) }
             #expect(t["correct"] as! Bool == (t["answer"] as! String).lowercased().contains((t["expected"] as! String).lowercased()))
         }
-        #expect(trialRows.map { $0["depth"] as! Double } == [0.2, 0.6, 0.2, 0.6])
-        #expect(summaries.map { $0["task"] as! String } == ["prose", "multikey"])
+        // Per trial, the policies share the haystack and its ingest.
+        for (task, trial) in [("prose", 0), ("prose", 1), ("multikey", 0), ("multikey", 1)] {
+            let same = trialRows.filter { $0["task"] as? String == task && $0["trial"] as? Int == trial }
+            #expect(same.map { $0["policy"] as! String } == policies)
+            #expect(Set(same.map { $0["ingest_seconds"] as! Double }).count == 1 && Set(same.map { $0["expected"] as! String }).count == 1)
+        }
+        #expect(trialRows.map { $0["depth"] as! Double } == [0.2, 0.2, 0.2, 0.6, 0.6, 0.6, 0.2, 0.2, 0.2, 0.6, 0.6, 0.6])
+        #expect(summaries.map { $0["task"] as! String } == ["prose", "prose", "prose", "multikey", "multikey", "multikey"])
+        #expect(summaries.map { $0["policy"] as! String } == policies + policies)
         for s in summaries {
             for k in Self.summaryKeys { #expect(s[k] != nil, "summary lacks \(k)") }
             #expect(s["trials"] as? Int == 2 && (s["peak_rss_bytes"] as! Int) > 0)
         }
+    }
+
+    /// A policy answers alike alone and among others: each open starts from the store as ingested.
+    @Test func policiesDoNotInfluenceEachOther() throws {
+        let model = try TinyModel().write(name: "niah-alone")
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        func answers(_ policy: String) throws -> [String: String] {
+            let r = try longheads(["bench", "niah", "--model", model, "--task", "prose", "--policy", policy, "--ingest-policy", "quest"] + Self.small)
+            #expect(r.status == 0, "\(r.stderr)")
+            var out = [String: String]()
+            for t in try lines(r.stdout) where t["trial"] != nil { out["\(t["policy"]!)-\(t["trial"]!)"] = t["answer"] as? String }
+            return out
+        }
+        let together = try answers("oracle,quest-lexical,quest")
+        let alone = try answers("quest")
+        #expect(alone.count == 2)
+        for (k, v) in alone { #expect(together[k] == v, "\(k)") }
     }
 
     @Test func textModeLogsTrialsAndPrintsATable() throws {

@@ -57,6 +57,44 @@ private let document = (0..<30).map { i in
         #expect(try sameStore(a, b))
     }
 
+    /// `quest-lexical`: the chunk sharing the question's rare tokens is in every head's selection for
+    /// each question token, and only when the new tokens are a question.
+    @Test func questLexicalSharesTheRetrievedChunk() throws {
+        let modelPath = try TinyModel().write(name: "lexical")
+        let store = temp("lexical-\(UUID().uuidString.prefix(6))")
+        defer { for p in [modelPath, store] { try? FileManager.default.removeItem(atPath: p) } }
+        let (p, file) = try pipeline(modelPath)
+        // Lowercase filler (the tiny tokenizer is byte-level: a byte is a token), capitals only in the needle.
+        let filler = (0..<90).map { "the cart rolled past mill \($0 % 7 == 0 ? "and" : "or") stood" }
+        var words = filler
+        words.insert("QZX", at: 60)
+        let text = words.joined(separator: " ")
+        var parameters = self.parameters
+        parameters.policy = .questLexical
+        let info = try p.ingest(text: text, to: store, modelFile: file, parameters: parameters, precision: .f16, chat: false)
+        let ids = p.documentTokens(text, chat: false).ids
+        let needle = ids.firstIndex(of: Int32(UInt8(ascii: "Q")))! / parameters.chunkSize
+        let question = p.questionTokens("What is QZX?", chat: false, raw: false)
+        let questionStart = info.tokens
+        var checked = 0
+        let (session, _) = try p.open(store: store, modelFile: file, then: question, question: true) { attention in
+            attention.selectionObserver = { _, p0, n, maxSlots, slots, counts in
+                for i in 0..<n where p0 + i >= questionStart {
+                    for pair in (i * 4)..<((i + 1) * 4) {
+                        let chosen = (0..<Int(counts[pair])).map { slots[pair * maxSlots + $0] }
+                        #expect(chosen.contains(Int32(needle)))
+                        checked += 1
+                    }
+                }
+            }
+        }
+        #expect(checked == question.count * 4 * 2)  // tokens × heads × layers
+        #expect(session.attention.sharedChunks == [needle])
+        // The store remembers its policy; without a question nothing is shared.
+        let (plain, _) = try p.open(store: store, modelFile: file, then: question)
+        #expect(plain.attention.sharedChunks.isEmpty && plain.attention.parameters.policy == .questLexical)
+    }
+
     @Test func resumeAfterAStopEqualsAnUninterruptedIngest() throws {
         let modelPath = try TinyModel().write(name: "stream-resume")
         let a = temp("resume-a-\(UUID().uuidString.prefix(6))"), b = temp("resume-b-\(UUID().uuidString.prefix(6))")

@@ -126,14 +126,14 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
-    /// The oracle forces its chunks into every selective head's selection.
-    @Test func oracleForcesChunks() throws {
+    /// Shared chunks (the oracle, retrieved chunks) are forced into every selective head's selection.
+    @Test func sharedChunksAreForced() throws {
         let (model, path) = try LongHeadsInvariantTests.model()
         defer { try? FileManager.default.removeItem(atPath: path) }
         let toks = LongHeadsInvariantTests.tokens(160, seed: 4)
         let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: 16, attentionLength: 64),
                                         archive: MemoryArchive(), pool: model.pool)
-        lh.oracleChunks = 2...2
+        lh.sharedChunks = [2]
         var checked = 0
         lh.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
             for i in 0..<n where p0 + i >= 64 && (p0 + i) / 16 >= 4 {
