@@ -56,6 +56,13 @@ struct BenchIngest: ParsableCommand {
                     o["page_cache_ask_\(name)"] = ["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes]
                     o["rss_ask_\(name)"] = sampler.endPhase()
                 }
+                let r0 = ContinuousClock().now
+                let reader = try StoreReader.open(at: store)
+                let retrieved = try pipeline.retrieve(question: pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false),
+                                                      reader: reader, info: DocumentPipeline.storeInfo(reader))
+                o["retrieval_seconds"] = (ContinuousClock().now - r0).seconds
+                o["retrieved_chunks"] = retrieved.map(\.chunk)
+                o["tokens"] = reader.tokenCount
                 print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
