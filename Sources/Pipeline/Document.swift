@@ -251,7 +251,7 @@ public struct DocumentPipeline {
         // Without a question, hold back the last token so that `open` always has a token to run (and
         // logits to return).
         let split = questionStart ?? ids.count - 1
-        precondition(split > 0 && split < ids.count)
+        precondition(split < ids.count)
         let head = Array(ids[..<split])
         try ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: modelFile,
                    parameters: parameters, precision: precision, chat: chat, prepare: prepareIngest)
