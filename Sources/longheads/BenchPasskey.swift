@@ -58,9 +58,15 @@ struct BenchPasskey: ParsableCommand {
         let keyLine = "The pass key is \(key). Remember it. \(key) is the pass key."
         let fixed = tokenizer.encode(task + "\n" + "\n" + keyLine + "\n" + "\n" + question).count
         let fillerTokens = max(0, tokens - fixed)
+        // Joined, a repetition takes one token less than `unit` (the space goes with the next word), so
+        // grow until the filler covers `fillerTokens` (a longer repetition keeps the same leading tokens).
         let unit = tokenizer.encode(filler + " ")
-        let reps = fillerTokens / max(1, unit.count) + 2
-        let ids = tokenizer.encode(Array(repeating: filler, count: reps).joined(separator: " "))
+        var reps = fillerTokens / max(1, unit.count) + 2
+        var ids = tokenizer.encode(Array(repeating: filler, count: reps).joined(separator: " "))
+        while ids.count < fillerTokens + 1 {
+            reps += reps / 8 + 2
+            ids = tokenizer.encode(Array(repeating: filler, count: reps).joined(separator: " "))
+        }
         let before = Int(Double(fillerTokens) * depth)
         let pre = tokenizer.decode(Array(ids[0..<before]))
         let post = tokenizer.decode(Array(ids[0..<(fillerTokens - before)]))

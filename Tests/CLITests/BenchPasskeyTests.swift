@@ -1,4 +1,7 @@
 import Foundation
+import GGUF
+import ModelCache
+import Tokenization
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
@@ -200,5 +203,24 @@ private func occurrences(of needle: String, in s: String) -> Int { s.components(
         let bad = try longheads(["bench", "passkey", "--model", model, "--depths", "0.5,2"])
         #expect(bad.status == 64)
         #expect(bad.stderr.contains("--depths"), "\(bad.stderr)")
+    }
+}
+
+/// The passkey prompt with the default model's tokenizer (BPE merges the space that joins two filler
+/// repetitions into the next word, so a repetition is a token shorter joined than alone).
+@Suite(.enabled(if: ModelCache().cachedPath(of: .smolLM2) != nil, "default model not fetched (run Scripts/test.sh)"))
+struct BenchPasskeyRealTokenizerTests {
+    /// A key near the start needs almost all the filler after it: the filler must cover that (it once
+    /// fell short at 8k with depth < 0.02 and crashed).
+    @Test(arguments: [0.0, 0.001, 0.5, 0.999])
+    func fillerCoversEveryDepth(depth: Double) throws {
+        let file = try GGUFFile(path: ModelCache().cachedPath(of: .smolLM2)!)
+        let tokenizer = try Tokenizer(gguf: file)
+        for length in [8192, 16384] {
+            let p = BenchPasskey.prompt(tokens: length, depth: depth, key: 12345, tokenizer: tokenizer)
+            #expect(abs(p.ids.count - length) < 32, "\(p.ids.count) tokens for \(length)")
+            #expect(tokenizer.decode(Array(p.ids[p.keySpan])).contains("12345"))
+            #expect(tokenizer.decode(Array(p.ids[p.questionStart...])) == "\n" + BenchPasskey.question)
+        }
     }
 }
