@@ -26,23 +26,31 @@ func longheadsProcess(_ args: [String], env: [String: String] = [:]) -> Process 
 }
 
 func longheads(_ args: [String], stdin: String? = nil, env: [String: String] = [:]) throws -> CLIRun {
+    let r = try longheads(args, stdinBytes: Array((stdin ?? "").utf8), env: env)
+    return CLIRun(status: r.status, stdout: String(decoding: r.stdout, as: UTF8.self), stderr: r.stderr)
+}
+
+/// Runs the binary with raw bytes on stdin (records may hold NUL or invalid UTF-8). Stdin is written and
+/// both pipes are read concurrently, so that no pipe can fill and block the child or the test.
+func longheads(_ args: [String], stdinBytes: [UInt8], env: [String: String] = [:]) throws -> (status: Int32, stdout: [UInt8], stderr: String) {
     let p = longheadsProcess(args, env: env)
     let out = Pipe(), err = Pipe(), inp = Pipe()
     p.standardOutput = out
     p.standardError = err
     p.standardInput = inp
     try p.run()
-    if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try inp.fileHandleForWriting.close()
-    // Read both pipes concurrently so that neither can fill and block the child.
     nonisolated(unsafe) var errData = Data()
     let t = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
     t.start()
+    let w = Thread {
+        inp.fileHandleForWriting.write(Data(stdinBytes))
+        try? inp.fileHandleForWriting.close()
+    }
+    w.start()
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    while t.isExecuting || !t.isFinished { usleep(1000) }
-    return CLIRun(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                  stderr: String(decoding: errData, as: UTF8.self))
+    while !t.isFinished || !w.isFinished { usleep(1000) }
+    return (p.terminationStatus, [UInt8](outData), String(decoding: errData, as: UTF8.self))
 }
 
 let defaultModel: String? = {

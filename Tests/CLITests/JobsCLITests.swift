@@ -2,28 +2,6 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Runs the binary with raw bytes on stdin (records may hold NUL or invalid UTF-8).
-func longheads(_ args: [String], stdinBytes: [UInt8], env: [String: String] = [:]) throws -> (status: Int32, stdout: [UInt8], stderr: String) {
-    let p = longheadsProcess(args, env: env)
-    let out = Pipe(), err = Pipe(), inp = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = inp
-    try p.run()
-    nonisolated(unsafe) var errData = Data()
-    let t = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
-    t.start()
-    let w = Thread {
-        inp.fileHandleForWriting.write(Data(stdinBytes))
-        try? inp.fileHandleForWriting.close()
-    }
-    w.start()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    while !t.isFinished || !w.isFinished { usleep(1000) }
-    return (p.terminationStatus, [UInt8](outData), String(decoding: errData, as: UTF8.self))
-}
-
 /// A tiny model shared by the suites of this file: one fixed file, rewritten (atomically) by each test run,
 /// so that runs leave nothing behind.
 let jobsModel: String = {
