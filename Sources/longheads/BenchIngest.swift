@@ -35,6 +35,43 @@ struct BenchIngest: ParsableCommand {
         return out
     }
 
+    /// The question both phases ask.
+    static let question = "What did the engineer repair?"
+
+    /// Figures of one ask: open the store, read `question`, answer 16 tokens greedily.
+    struct AskFigures {
+        var seconds: Double, cpuSeconds: Double, decodeMsPerToken: Double
+        var cache: [String: Int], rss: [String: Int]
+    }
+
+    /// One ask of `question` on the store at `store`, its memory measured as one phase of `sampler`.
+    static func ask(_ pipeline: DocumentPipeline, store: String, sampler: MemorySampler) throws -> AskFigures {
+        let clock = ContinuousClock()
+        sampler.startPhase()
+        let c0 = cpuSeconds()
+        let a0 = clock.now
+        let q = pipeline.questionTokens(question, chat: true, raw: false)
+        let (session, logits) = try pipeline.open(store: store, modelFile: pipeline.model.file, then: q, question: true)
+        let d0 = clock.now
+        let answer = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
+        let decodeMs = 1000 * (clock.now - d0).seconds / Double(max(1, answer.count))
+        let cs = session.archive.cache.statistics
+        let seconds = (clock.now - a0).seconds, cpu = cpuSeconds() - c0
+        return AskFigures(seconds: seconds, cpuSeconds: cpu, decodeMsPerToken: decodeMs,
+                          cache: ["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes],
+                          rss: sampler.endPhase())
+    }
+
+    /// The lexical retrieval of `question` alone (a pass over the stored chunk tokens), whatever the policy.
+    static func retrieval(_ pipeline: DocumentPipeline, store: String) throws -> (seconds: Double, chunks: [Int], tokens: Int) {
+        let clock = ContinuousClock()
+        let r0 = clock.now
+        let reader = try StoreReader.open(at: store)
+        let retrieved = try pipeline.retrieve(question: pipeline.questionTokens(question, chat: true, raw: false),
+                                              reader: reader, info: DocumentPipeline.storeInfo(reader))
+        return ((clock.now - r0).seconds, retrieved.map(\.chunk), reader.tokenCount)
+    }
+
     func run() throws {
         try guarded {
             let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
@@ -44,25 +81,16 @@ struct BenchIngest: ParsableCommand {
                 let sampler = MemorySampler()
                 var o: [String: Any] = ["bench": "ingest --ask-only", "store": store]
                 for name in ["cold", "warm"] {
-                    sampler.startPhase()
-                    let c0 = cpuSeconds()
-                    let a0 = ContinuousClock().now
-                    let q = pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false)
-                    let (session, logits) = try pipeline.open(store: store, modelFile: model.file, then: q, question: true)
-                    _ = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
-                    let cs = session.archive.cache.statistics
-                    o["ask_seconds_\(name)"] = (ContinuousClock().now - a0).seconds
-                    o["ask_cpu_seconds_\(name)"] = cpuSeconds() - c0
-                    o["page_cache_ask_\(name)"] = ["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes]
-                    o["rss_ask_\(name)"] = sampler.endPhase()
+                    let a = try Self.ask(pipeline, store: store, sampler: sampler)
+                    o["ask_seconds_\(name)"] = a.seconds
+                    o["ask_cpu_seconds_\(name)"] = a.cpuSeconds
+                    o["page_cache_ask_\(name)"] = a.cache
+                    o["rss_ask_\(name)"] = a.rss
                 }
-                let r0 = ContinuousClock().now
-                let reader = try StoreReader.open(at: store)
-                let retrieved = try pipeline.retrieve(question: pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false),
-                                                      reader: reader, info: DocumentPipeline.storeInfo(reader))
-                o["retrieval_seconds"] = (ContinuousClock().now - r0).seconds
-                o["retrieved_chunks"] = retrieved.map(\.chunk)
-                o["tokens"] = reader.tokenCount
+                let r = try Self.retrieval(pipeline, store: store)
+                o["retrieval_seconds"] = r.seconds
+                o["retrieved_chunks"] = r.chunks
+                o["tokens"] = r.tokens
                 print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
@@ -92,28 +120,16 @@ struct BenchIngest: ParsableCommand {
             var askCache = [[String: Int]]()
             var decodeMs = [Double]()
             for _ in 0..<2 {
-                sampler.startPhase()
-                let c0 = cpuSeconds()
-                let a0 = clock.now
-                let q = pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false)
-                let (session, logits) = try pipeline.open(store: dir, modelFile: model.file, then: q, question: true)
-                let d0 = clock.now
-                let answer = try pipeline.answer(session: session, first: logits, maxTokens: 16, sampling: .greedy) { _ in }
-                decodeMs.append(1000 * (clock.now - d0).seconds / Double(max(1, answer.count)))
-                let cs = session.archive.cache.statistics
-                askCache.append(["hits": cs.hits, "misses": cs.misses, "evictions": cs.evictions, "resident_bytes": cs.residentBytes])
-                askSeconds.append((clock.now - a0).seconds)
-                askCPU.append(cpuSeconds() - c0)
-                askPhases.append(sampler.endPhase())
+                let a = try Self.ask(pipeline, store: dir, sampler: sampler)
+                decodeMs.append(a.decodeMsPerToken)
+                askCache.append(a.cache)
+                askSeconds.append(a.seconds)
+                askCPU.append(a.cpuSeconds)
+                askPhases.append(a.rss)
             }
-            // The lexical retrieval alone (a pass over the stored chunk tokens), whatever the policy.
-            let r0 = clock.now
-            let reader = try StoreReader.open(at: dir)
-            let retrieved = try pipeline.retrieve(question: pipeline.questionTokens("What did the engineer repair?", chat: true, raw: false),
-                                                  reader: reader, info: DocumentPipeline.storeInfo(reader))
-            let retrievalSeconds = (clock.now - r0).seconds
+            let retrieval = try Self.retrieval(pipeline, store: dir)
             let o: [String: Any] = [
-                "bench": "ingest", "retrieval_seconds": retrievalSeconds, "retrieved_chunks": retrieved.map(\.chunk),
+                "bench": "ingest", "retrieval_seconds": retrieval.seconds, "retrieved_chunks": retrieval.chunks,
                 "decode_ms_per_token_cold": decodeMs[0], "decode_ms_per_token_warm": decodeMs[1], "tokens": info.tokens, "seconds": ingestSeconds, "tokens_per_second": Double(info.tokens) / ingestSeconds,
                 "peak_rss_bytes_ingest": ingestRSS, "peak_rss_bytes": peakRSSBytes(), "store_bytes": bytes,
                 "store_bytes_per_token": Double(bytes) / Double(info.tokens), "ask_seconds_cold": askSeconds[0], "ask_seconds_warm": askSeconds[1],

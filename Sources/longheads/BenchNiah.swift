@@ -367,6 +367,7 @@ struct BenchNiah: ParsableCommand {
                         let p = Haystack.prompt(task: task, tokens: length, depth: depth, rng: &rng, tokenizer: tokenizer)
                         let last = p.ids.count - 1
                         let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
+                        let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
                         let dir = NSTemporaryDirectory() + "longheads-niah-\(getpid())-\(t)"
                         defer { try? FileManager.default.removeItem(atPath: dir) }
                         // The haystack is ingested once; every policy then asks the question of the same store
@@ -391,7 +392,6 @@ struct BenchNiah: ParsableCommand {
                             _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
                             let askSeconds = (clock.now - t1).seconds
                             let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
-                            let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
                             let recall: Double? = tally.complete ? tally.recall : nil
                             group[k].trials += 1
                             group[k].tokens += p.ids.count
