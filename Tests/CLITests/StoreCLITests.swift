@@ -47,6 +47,24 @@ import Testing
         #expect(bad.stderr.contains("pages"), "\(bad.stderr)")
     }
 
+    /// `quest-lexical` reads every chunk's token record for a question: a damaged one is named, exit 65,
+    /// and `--policy quest` (no retrieval) still answers from the same store.
+    @Test func damagedTokensRecordStopsRetrieval() throws {
+        let model = try TinyModel().write(name: "store-tokens")
+        let store = temp("store-\(UUID().uuidString.prefix(6))")
+        defer { for p in [model, store] { try? FileManager.default.removeItem(atPath: p) } }
+        #expect(try ingest(model: model, store: store).status == 0)
+        let tokens = store + "/" + (try FileManager.default.contentsOfDirectory(atPath: store).first { $0.hasPrefix("tokens") }!)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: tokens)))
+        bytes[bytes.count / 2] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: tokens))
+        let bad = try longheads(["ask", "--store", store, "--model", model, "--max-tokens", "4", "What does the fox do?"])
+        #expect(bad.status == 65, "\(bad.stderr)")
+        #expect(bad.stderr.contains("tokens record of chunk"), "\(bad.stderr)")
+        let plain = try longheads(["ask", "--store", store, "--model", model, "--max-tokens", "4", "--policy", "quest", "What does the fox do?"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+    }
+
     @Test func storeFromAnotherModelIsRefused() throws {
         let modelA = try TinyModel().write(name: "store-a")
         var other = TinyModel()
