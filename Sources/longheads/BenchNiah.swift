@@ -37,6 +37,14 @@ struct NiahPrompt {
     var keys: [String] = []
     /// Multikey: the asked key; otherwise nil.
     var asked: String?
+
+    /// The prompt cut down to the chunks holding the asked needle, then the question: what
+    /// `bench niah --policy needle-chunk` reads. Its needle span is relative to the cut.
+    func needleWindow(chunkSize: Int) -> (haystack: [Int32], question: [Int32], needleSpan: Range<Int>) {
+        let chunks = SelectionTally.chunks(of: needleSpan, chunkSize: chunkSize)
+        let lo = chunks.lowerBound * chunkSize, hi = min((chunks.upperBound + 1) * chunkSize, questionStart)
+        return (Array(ids[lo..<hi]), Array(ids[questionStart...]), (needleSpan.lowerBound - lo)..<(needleSpan.upperBound - lo))
+    }
 }
 
 /// Deterministic haystack generation for `bench niah`: varied sentences from templates (names, nouns,
@@ -247,7 +255,8 @@ struct NiahLongHeadsOptions: ParsableArguments {
     @Option(name: .long, help: """
         Policies that answer, comma-separated: quest-lexical (default), quest, quest-sub, quest-exact, paper, \
         oracle (quest with the needle's chunks forced into every selective head's selection from the question \
-        on: what perfect selection reaches). All answer the same stores.
+        on: what perfect selection reaches), needle-chunk (the model reads only the needle's chunks and the \
+        question: its reading ceiling, no selection). All but needle-chunk answer the same stores.
         """)
     var policy: String = SelectionPolicy.default.rawValue
     @Option(name: .long, help: "Policy that ingests the haystacks (default: the first of --policy, quest for oracle).")
@@ -256,12 +265,16 @@ struct NiahLongHeadsOptions: ParsableArguments {
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
 
     static let oracle = "oracle"
-    static var policyNames: [String] { SelectionPolicy.allCases.map(\.rawValue) + [oracle] }
+    /// Diagnosis: the prompt cut to the needle's chunks and the question, read with plain attention (below
+    /// the attention length). Whatever it misses, no selection policy can get right with this model.
+    static let needleChunk = "needle-chunk"
+    static var policyNames: [String] { SelectionPolicy.allCases.map(\.rawValue) + [oracle, needleChunk] }
 
     /// The answering policies, in the order given.
     var policies: [String] { policy.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
-    /// The selection policy behind a policy name (the oracle selects as quest besides its forced chunks).
+    /// The selection policy behind a policy name (the oracle selects as quest besides its forced chunks;
+    /// needle-chunk reads with plain attention, so its policy only names the store it writes).
     static func selection(_ name: String) -> SelectionPolicy { SelectionPolicy(rawValue: name) ?? .quest }
 
     /// Parameters of the ingest.
@@ -273,7 +286,9 @@ struct NiahLongHeadsOptions: ParsableArguments {
     }
 
     /// The parameters as printed with results; the oracle is named.
-    func description(_ name: String) -> String { parameters(name).description + (name == Self.oracle ? " oracle=needle" : "") }
+    func description(_ name: String) -> String {
+        parameters(name).description + (name == Self.oracle ? " oracle=needle" : name == Self.needleChunk ? " read=needle-chunk" : "")
+    }
 
     var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
 
@@ -300,7 +315,9 @@ struct BenchNiah: ParsableCommand {
             asked) or the passkey prompt, ending in the question in raw completion form. A trial is correct when \
             the continuation contains the answer (case-insensitive). The selection diagnostic counts the \
             (layer, head) pairs whose chunk selection at the last prompt token holds the asked needle's chunks \
-            (selection_recall). --policy oracle forces those chunks into every selective head's selection. \
+            (selection_recall). --policy oracle forces those chunks into every selective head's selection; \
+            --policy needle-chunk cuts the prompt to the needle's chunks and the question (read_tokens), which \
+            the model reads with plain attention: the most any selection can reach with this model. \
             With --json, one line per trial and one per (task, length); otherwise trial lines go to stderr and \
             a summary table to stdout.
             """)
@@ -369,20 +386,32 @@ struct BenchNiah: ParsableCommand {
                         let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
                         let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
                         let dir = NSTemporaryDirectory() + "longheads-niah-\(getpid())-\(t)"
-                        defer { try? FileManager.default.removeItem(atPath: dir) }
+                        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "-needle") }
+                        let clock = ContinuousClock()
+                        func ingest(_ ids: [Int32], to dir: String) throws -> Double {
+                            let t0 = clock.now
+                            try pipeline.ingest(ids: ids, byteEnds: [Int](repeating: 0, count: ids.count), sourceBytes: 0,
+                                                to: dir, modelFile: model.file, parameters: parameters, precision: lh.kvPrecision, chat: false)
+                            return (clock.now - t0).seconds
+                        }
                         // The haystack is ingested once; every policy then asks the question of the same store
                         // (`ask`'s path: open the store, run the question, answer).
-                        let clock = ContinuousClock()
-                        let t0 = clock.now
                         let haystack = Array(p.ids[..<p.questionStart]), question = Array(p.ids[p.questionStart...])
-                        try pipeline.ingest(ids: haystack, byteEnds: [Int](repeating: 0, count: haystack.count), sourceBytes: 0,
-                                            to: dir, modelFile: model.file, parameters: parameters, precision: lh.kvPrecision, chat: false)
-                        let ingestSeconds = (clock.now - t0).seconds
+                        let ingestSeconds = policies.allSatisfy { $0 == NiahLongHeadsOptions.needleChunk } ? 0 : try ingest(haystack, to: dir)
                         for (k, name) in policies.enumerated() {
-                            let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: needleChunks)
+                            // What this policy reads: the haystack's store, or (needle-chunk) a store of the needle's
+                            // chunks alone, with the needle's chunks and the answer position counted in it.
+                            var reading = (store: dir, question: question, last: last, needle: needleChunks, ingestSeconds: ingestSeconds)
+                            if name == NiahLongHeadsOptions.needleChunk {
+                                let w = p.needleWindow(chunkSize: parameters.chunkSize)
+                                reading = (dir + "-needle", w.question, w.haystack.count + w.question.count - 1,
+                                           SelectionTally.chunks(of: w.needleSpan, chunkSize: parameters.chunkSize),
+                                           try ingest(w.haystack, to: dir + "-needle"))
+                            }
+                            let tally = SelectionTally(layers: L, heads: H, position: reading.last, keyChunks: reading.needle)
                             let t1 = clock.now
                             let (session, logits) = try pipeline.open(
-                                store: dir, modelFile: model.file, then: question, policy: NiahLongHeadsOptions.selection(name),
+                                store: reading.store, modelFile: model.file, then: reading.question, policy: NiahLongHeadsOptions.selection(name),
                                 question: true, diagnosisChunks: name == NiahLongHeadsOptions.oracle ? Array(needleChunks) : nil) { attention in
                                 attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
                             }
@@ -392,10 +421,11 @@ struct BenchNiah: ParsableCommand {
                             _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
                             let askSeconds = (clock.now - t1).seconds
                             let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
-                            let recall: Double? = tally.complete ? tally.recall : nil
+                            // Below the selective length every head reads every chunk, the needle's included.
+                            let recall: Double? = tally.complete ? tally.recall : reading.last < parameters.beginSelective ? 1 : nil
                             group[k].trials += 1
                             group[k].tokens += p.ids.count
-                            group[k].ingestSeconds += ingestSeconds
+                            group[k].ingestSeconds += reading.ingestSeconds
                             group[k].askSeconds += askSeconds
                             if ok { group[k].hits += 1 }
                             if let recall {
@@ -404,10 +434,11 @@ struct BenchNiah: ParsableCommand {
                             }
                             if json {
                                 var o: [String: Any] = [
-                                    "task": task.rawValue, "length": length, "tokens": p.ids.count, "trial": t, "depth": depth,
+                                    "task": task.rawValue, "length": length, "tokens": p.ids.count, "read_tokens": reading.last + 1,
+                                    "trial": t, "depth": depth,
                                     "policy": name, "ingest_policy": parameters.policy.rawValue, "parameters": lh.description(name),
                                     "precision": lh.precision, "seed": seed, "expected": p.expected, "answer": answer, "correct": ok,
-                                    "ingest_seconds": ingestSeconds, "ask_seconds": askSeconds,
+                                    "ingest_seconds": reading.ingestSeconds, "ask_seconds": askSeconds,
                                     "selection_recall": recall ?? NSNull(), "selection_per_layer": tally.perLayer,
                                     "needle_in_forced_chunk": forced, "needle_span": [p.needleSpan.lowerBound, p.needleSpan.upperBound],
                                     "needle_chunks": Array(needleChunks), "answer_chunk": last / parameters.chunkSize,
@@ -420,7 +451,7 @@ struct BenchNiah: ParsableCommand {
                                 log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
                                            task.rawValue, p.ids.count, depth, name, ok ? "ok" : "MISS", p.expected,
                                            answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
-                                           tally.recall, forced ? " (forced)" : "", ingestSeconds, askSeconds))
+                                           recall ?? 0, forced ? " (forced)" : "", reading.ingestSeconds, askSeconds))
                                 log("  selection heads/\(H) per layer: \(tally.countsLine)")
                             }
                         }

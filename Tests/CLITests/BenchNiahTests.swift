@@ -151,7 +151,7 @@ private let tinyTokenizer: Tokenizer = {
         try s.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
-    static let trialKeys = ["task", "length", "tokens", "trial", "depth", "policy", "ingest_policy", "parameters", "precision", "seed",
+    static let trialKeys = ["task", "length", "tokens", "read_tokens", "trial", "depth", "policy", "ingest_policy", "parameters", "precision", "seed",
                             "expected", "answer", "correct", "ingest_seconds", "ask_seconds", "selection_recall", "selection_per_layer",
                             "needle_in_forced_chunk", "needle_span", "needle_chunks", "answer_chunk", "shared_chunks"]
     static let summaryKeys = ["task", "length", "correct", "trials", "accuracy", "mean_tokens", "policy", "ingest_policy", "parameters",
@@ -229,6 +229,32 @@ private let tinyTokenizer: Tokenizer = {
         let alone = try answers("quest")
         #expect(alone.count == 2)
         for (k, v) in alone { #expect(together[k] == v, "\(k)") }
+    }
+
+    /// needle-chunk reads only the needle's chunks and the question (plain attention), alone or among
+    /// other policies; the others still read the whole haystack.
+    @Test func needleChunkReadsTheNeedlesChunksAndTheQuestion() throws {
+        let model = try TinyModel().write(name: "niah-needle")
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        func trials(_ policy: String) throws -> [[String: Any]] {
+            let r = try longheads(["bench", "niah", "--model", model, "--task", "prose,multikey", "--policy", policy,
+                                   "--depths", "0.3"] + Self.small)
+            #expect(r.status == 0, "\(r.stderr)")
+            return try lines(r.stdout).filter { $0["trial"] != nil }
+        }
+        let together = try trials("quest,needle-chunk"), alone = try trials("needle-chunk")
+        #expect(together.count == 8 && alone.count == 4)
+        for t in together where t["policy"] as? String == "quest" { #expect(t["read_tokens"] as? Int == t["tokens"] as? Int) }
+        let window = together.filter { $0["policy"] as? String == "needle-chunk" }
+        for (t, a) in zip(window, alone) {
+            // The tiny tokenizer has one token per byte; at depth 0.3 the needle's chunks end before the question.
+            let question = t["task"] as? String == "prose" ? Haystack.proseQuestion : Haystack.multikeyQuestion(key: t["key"] as! String)
+            let chunks = t["needle_chunks"] as! [Int]
+            #expect(t["read_tokens"] as? Int == chunks.count * 64 + ("\n" + question).utf8.count)
+            #expect(t["selection_recall"] as? Double == 1)
+            #expect((t["parameters"] as! String).hasSuffix("read=needle-chunk"))
+            #expect(a["answer"] as? String == t["answer"] as? String && a["read_tokens"] as? Int == t["read_tokens"] as? Int)
+        }
     }
 
     @Test func textModeLogsTrialsAndPrintsATable() throws {
