@@ -166,11 +166,12 @@ struct Ask: ParsableCommand {
         let line = try jsonLine([("id", id), ("question", question.layerCounts), ("answer", answer.layerCounts),
                                  ("ranges", try (0..<reader.chunkCount).map { c in
                                      let r = try reader.byteRange(ofChunk: c); return [r.lowerBound, r.upperBound] })])
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        // Opening fails (and says so) when the file could not be created; writing throws on a full disk.
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        h.seekToEndOfFile()
-        h.write(Data((line + "\n").utf8))
-        try h.close()
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: Data((line + "\n").utf8))
     }
 }
 

@@ -61,6 +61,31 @@ let jobsDocument = (0..<60).map { "Line \($0): the quick brown fox jumps over th
         #expect(answers(again.stdout) == answers(r.stdout))
     }
 
+    /// `--tally-out` (diagnosis) appends one line per question: per-layer selection counts of the question
+    /// and of the answer, and each stored chunk's byte range.
+    @Test func tallyOutAppendsOneLinePerQuestion() throws {
+        let store = temp("jobs-store-\(UUID().uuidString.prefix(6))")
+        let doc = temp("jobs-doc-\(UUID().uuidString.prefix(6)).txt")
+        let out = temp("jobs-tally-\(UUID().uuidString.prefix(6)).jsonl")
+        defer { for p in [store, doc, out] { try? FileManager.default.removeItem(atPath: p) } }
+        try jobsDocument.write(toFile: doc, atomically: true, encoding: .utf8)
+        let ingest = try longheads(["ingest", doc, "--store", store, "--model", jobsModel, "--chunk", "16", "--attention", "64"])
+        #expect(ingest.status == 0, "\(ingest.stderr)")
+        for question in ["What does the fox do?", "Which number?"] {
+            let r = try longheads(["ask", "--store", store, question, "--model", jobsModel, "--max-tokens", "3", "--tally-out", out])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2)
+        for line in lines {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(o["question"] is [Any] && o["answer"] is [Any], "\(line)")
+            let ranges = try #require(o["ranges"] as? [[Int]])
+            // Chunks of the chat opening alone hold no document bytes: ranges may be empty, never backwards.
+            #expect(!ranges.isEmpty && ranges.allSatisfy { $0.count == 2 && $0[0] <= $0[1] } && ranges.last![1] > 0, "\(ranges)")
+        }
+    }
+
     @Test func badLineIsNamedBeforeAnythingIsAnswered() throws {
         let cases: [(String, String)] = [
             ("{\"id\": 1, \"question\": \"ok?\"}\n{\"id\": 2, \"question\": \n", "line 2"),
