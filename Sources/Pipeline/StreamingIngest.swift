@@ -22,6 +22,9 @@ public final class DocumentSource {
     private let ownsFD: Bool
     private let memory: [UInt8]?
     private var memoryOffset = 0
+    /// Bytes read ahead by `peek`, handed out first by `read`.
+    private var peeked: [UInt8] = []
+    private var peekedOffset = 0
 
     /// Opens `path` for reading; "-" is standard input.
     public init(path: String) throws {
@@ -51,8 +54,36 @@ public final class DocumentSource {
 
     deinit { if ownsFD { close(fd) } }
 
+    /// The document's first `count` bytes (fewer only at its end), without consuming them: `read` hands
+    /// them out again. Lets a caller decide from a document's head (does it fit a prompt?) how to read all
+    /// of it, also from standard input, which cannot be read twice. Call it before the first `read`.
+    public func peek(_ count: Int) throws -> [UInt8] {
+        precondition(peekedOffset == 0, "peek after read")
+        var head = peeked
+        var block = [UInt8](repeating: 0, count: max(0, count - head.count))
+        while head.count < count {
+            let n = try block.withUnsafeMutableBytes { try readSource(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<(count - head.count)])) }
+            if n == 0 { break }
+            head += block[..<n]
+        }
+        peeked = head
+        return head
+    }
+
     /// Reads up to `buffer.count` bytes; 0 at the end of the document.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if peekedOffset < peeked.count {
+            let n = min(buffer.count, peeked.count - peekedOffset)
+            peeked.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + peekedOffset, byteCount: n) }
+            peekedOffset += n
+            if peekedOffset == peeked.count { peeked = [] ; peekedOffset = Int.max }
+            return n
+        }
+        return try readSource(into: buffer)
+    }
+
+    /// Reads from the file, standard input or memory.
+    private func readSource(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if let memory {
             let n = min(buffer.count, memory.count - memoryOffset)
             memory.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + memoryOffset, byteCount: n) }

@@ -69,16 +69,15 @@ struct Summarize: ParsableCommand {
     func run() throws {
         try guarded {
             guard let input else { return try summarizeStore(store!) }
-            let text = try readText(path: input)
-            guard text.contains(where: { !$0.isWhitespace }) else {
-                throw InputError(description: "\(input == "-" ? "standard input" : input): the document is empty")
-            }
+            // --sections needs the text; otherwise the document is streamed (`summarizeWhole`).
+            let text = sections ? try readText(path: input) : nil
+            if let text, !text.contains(where: { !$0.isWhitespace }) { throw Self.empty(input == "-" ? "standard input" : input) }
             let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             let out = FileHandle.standardOutput
             let clock = ContinuousClock()
             let t0 = clock.now
-            if sections {
+            if let text {
                 for s in self.sections(of: text, tokenizer: tokenizer) {
                     out.write(Data((s.title + ": ").utf8))
                     let ids = ChatTemplate.userTurnOpening(tokenizer: tokenizer) + s.ids
@@ -87,34 +86,48 @@ struct Summarize: ParsableCommand {
                     out.write(Data("\n".utf8))
                 }
                 out.write(Data("Overall: ".utf8))
-                try summarizeWhole(text, pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
+                try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
             } else {
-                try summarizeWhole(text, pipeline: pipeline) { out.write(Data($0.utf8)) }
+                try summarizeWhole(DocumentSource(path: input), pipeline: pipeline) { out.write(Data($0.utf8)) }
             }
             out.write(Data("\n".utf8))
             if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
         }
     }
 
+    /// The empty-document error.
+    static func empty(_ name: String) -> InputError { InputError(description: "\(name): the document is empty") }
+
     /// The whole document: plain attention if it fits (and no store is wanted), else LongHeads over a store.
-    func summarizeWhole(_ text: String, pipeline: DocumentPipeline, onText: (String) -> Void) throws {
+    /// Only the document's head is read to decide: a document of more than `beginSelective` × (longest token)
+    /// bytes has more tokens than plain attention takes, and is streamed into the store without ever being
+    /// held whole, so its length costs disk, not memory (as `ingest` and `ask FILE`).
+    func summarizeWhole(_ source: DocumentSource, pipeline: DocumentPipeline, onText: (String) -> Void) throws {
         let question = pipeline.questionTokens(instruction, chat: true, raw: false)
-        let (doc, _) = pipeline.documentTokens(text, chat: true)
-        if store == nil && doc.count + question.count + maxTokens <= parameters.beginSelective {
-            return try generate(prompt: doc + question, pipeline: pipeline, onText: onText)
+        let tokenizer = pipeline.tokenizer
+        let longest = (0..<tokenizer.vocabularySize).reduce(1) { max($0, tokenizer.pieceBytes(Int32($1)).count) }
+        let limit = parameters.beginSelective * longest
+        let head = try source.peek(limit + 1)
+        if head.count <= limit {
+            let text = try decodeUTF8(Data(head), source: source.name)
+            guard text.contains(where: { !$0.isWhitespace }) else { throw Self.empty(source.name) }
+            let (doc, _) = pipeline.documentTokens(text, chat: true)
+            if store == nil && doc.count + question.count + maxTokens <= parameters.beginSelective {
+                return try generate(prompt: doc + question, pipeline: pipeline, onText: onText)
+            }
         }
         func viaStore(_ dir: String) throws {
             let clock = ContinuousClock()
             let t0 = clock.now
             var last = t0
-            let info = try pipeline.ingest(text: text, to: dir, modelFile: pipeline.model.file, parameters: parameters,
-                                           precision: .f16, chat: true) { done, total in
+            let info = try pipeline.ingest(source: source, to: dir, modelFile: pipeline.model.file, parameters: parameters,
+                                           precision: .f16, chat: true, progress: { p in
                 let now = clock.now
-                if verbose, (now - last).seconds > 5 || done == total {
+                if verbose, (now - last).seconds > 5 || p.done {
                     last = now
-                    log(String(format: "summarize: ingest %d/%d tokens, %.1f s", done, total, (now - t0).seconds))
+                    log(String(format: "summarize: ingest %d tokens, %.1f s", p.tokens, (now - t0).seconds))
                 }
-            }
+            }).info
             if verbose { log(String(format: "summarize: ingested %d tokens in %.1f s", info.tokens, (clock.now - t0).seconds)) }
             let (session, logits) = try pipeline.open(store: dir, modelFile: pipeline.model.file, then: question)
             _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling, onText: onText)

@@ -286,6 +286,27 @@ let jobsDocument = (0..<60).map { "Line \($0): the quick brown fox jumps over th
         // Empty input.
         expectCleanFailure(try longheads(["summarize", "-", "--model", jobsModel], stdin: " \n"), code: 65, mentions: "empty")
     }
+
+    /// A document is streamed into the store after only its head was read to decide how: a short one held
+    /// whole in that head, and a long one, both give what `ingest` + `summarize --store` give.
+    @Test func streamedDocumentsSummarizeAsTheirStores() throws {
+        let lh = ["--model", jobsModel, "--max-tokens", "5", "--chunk", "16", "--attention", "64"]
+        for text in [String(jobsDocument.prefix(60)), jobsDocument] {
+            let store = temp("jobs-sum-\(UUID().uuidString.prefix(6))")
+            defer { try? FileManager.default.removeItem(atPath: store) }
+            let direct = try longheads(["summarize", "-"] + lh, stdin: text)
+            #expect(direct.status == 0, "\(direct.stderr)")
+            let ingest = try longheads(["ingest", "-", "--store", store, "--model", jobsModel, "--chunk", "16", "--attention", "64"], stdin: text)
+            #expect(ingest.status == 0, "\(ingest.stderr)")
+            let viaStore = try longheads(["summarize", "--store", store, "--model", jobsModel, "--max-tokens", "5"])
+            #expect(viaStore.status == 0 && viaStore.stdout == direct.stdout, "\(viaStore.stdout) vs \(direct.stdout)")
+        }
+        // Invalid UTF-8 past the head is named with its offset, as `ingest` names it.
+        var bytes = Array(jobsDocument.utf8)
+        bytes.insert(0xFF, at: 3000)
+        let bad = try longheads(["summarize", "-"] + lh, stdinBytes: bytes)
+        #expect(bad.status == 65 && bad.stdout.isEmpty && bad.stderr.contains("standard input: invalid UTF-8 at byte offset 3000"), "\(bad.stderr)")
+    }
 }
 
 /// The default model end to end on short inputs (skipped when it is not cached).

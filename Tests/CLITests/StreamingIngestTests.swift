@@ -57,6 +57,33 @@ private let document = (0..<30).map { i in
         #expect(try sameStore(a, b))
     }
 
+    /// `peek` reads ahead without consuming: `read` hands the peeked bytes out first, and a peeked source
+    /// ingests to the same store as a fresh one.
+    @Test func peekedSourceReadsAndIngestsWhole() throws {
+        let bytes = Array(document.utf8)
+        let source = DocumentSource(bytes: bytes)
+        #expect(try source.peek(10) == Array(bytes[..<10]))
+        #expect(try source.peek(25) == Array(bytes[..<25]))   // a longer peek extends the first
+        var out = [UInt8](), block = [UInt8](repeating: 0, count: 7)
+        while true {
+            let n = try block.withUnsafeMutableBytes { try source.read(into: $0) }
+            if n == 0 { break }
+            out += block[..<n]
+        }
+        #expect(out == bytes)
+        #expect(try DocumentSource(bytes: Array(bytes[..<5])).peek(10) == Array(bytes[..<5]))   // short at the end
+
+        let modelPath = try TinyModel().write(name: "stream-peek")
+        let a = temp("stream-pa-\(UUID().uuidString.prefix(6))"), b = temp("stream-pb-\(UUID().uuidString.prefix(6))")
+        defer { for p in [modelPath, a, b] { try? FileManager.default.removeItem(atPath: p) } }
+        let (p, file) = try pipeline(modelPath)
+        try p.ingest(source: DocumentSource(bytes: bytes), to: a, modelFile: file, parameters: parameters, precision: .f16, chat: true)
+        let peeked = DocumentSource(bytes: bytes)
+        _ = try peeked.peek(300)
+        try p.ingest(source: peeked, to: b, modelFile: file, parameters: parameters, precision: .f16, chat: true, blockBytes: 64)
+        #expect(try sameStore(a, b))
+    }
+
     /// `quest-lexical`: the chunk sharing the question's rare tokens is in every head's selection for
     /// each question token, and only when the new tokens are a question.
     @Test func questLexicalSharesTheRetrievedChunk() throws {
