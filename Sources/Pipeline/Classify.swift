@@ -12,7 +12,9 @@ import Tokenization
 /// tokens), so no text is generated. The part before the text is the same for every text: its keys and
 /// values are computed once and
 /// every text continues from them. A text whose prompt is longer than the LongHeads selective start runs
-/// through LongHeads like any document (a temporary store, removed afterwards).
+/// through LongHeads like any document and its question (a temporary store, removed afterwards): under
+/// `quest-lexical` the part after the text, which holds the question, retrieves the text's chunk that
+/// shares its rare words.
 public final class YesNoClassifier {
     /// The pipeline (model, tokenizer, page budget) used for long texts.
     public let pipeline: DocumentPipeline
@@ -28,7 +30,12 @@ public final class YesNoClassifier {
     private let suffix: [Int32]
     private let dense: DenseAttention
     private let chat: Bool
+    /// The question follows the text (as in the default template): a long text is then run as `ask` runs a
+    /// document and its question, so that under `quest-lexical` the question retrieves its chunk.
+    private let questionAfterText: Bool
     private var texts = 0
+    /// Chunks the question retrieved for the last long text (empty for a short one, or without retrieval).
+    public private(set) var lastSharedChunks: [Int] = []
 
     /// The default prompt, plain text (not a chat turn): four generic yes/no examples, then the text and the
     /// question. `{question}` and `{text}` are replaced by the question and the text. Measured on
@@ -77,6 +84,7 @@ public final class YesNoClassifier {
         let parts = template.replacingOccurrences(of: "\\n", with: "\n").components(separatedBy: "{text}")
         guard parts.count == 2 else { throw ClassifierError.badTemplate }
         let before = parts[0].replacingOccurrences(of: "{question}", with: q)
+        questionAfterText = parts[1].contains("{question}")
         let after = parts[1].replacingOccurrences(of: "{question}", with: q)
         if chat {
             prefix = ChatTemplate.userTurnOpening(tokenizer: tok) + tok.encode(before)
@@ -93,8 +101,10 @@ public final class YesNoClassifier {
 
     /// Probability (0...1) that the answer about `text` is yes, relative to no.
     public func score(_ text: String) throws -> Double {
-        let body = pipeline.tokenizer.encode(text) + suffix
+        let textIDs = pipeline.tokenizer.encode(text)
+        let body = textIDs + suffix
         texts += 1
+        lastSharedChunks = []
         if prefix.count + body.count <= parameters.beginSelective {
             // Dense attention only reads positions up to the current one: the previous text's keys past the
             // prefix are simply overwritten.
@@ -104,8 +114,9 @@ public final class YesNoClassifier {
         let dir = (temporaryDirectory as NSString).appendingPathComponent(
             "longheads-filter-\(getpid())-\(texts)-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (session, long) = try pipeline.run(prompt: prefix + body, storeAt: dir, modelFile: pipeline.model.file,
-                                               parameters: parameters, precision: .f16, chat: chat)
+        let (session, long) = try pipeline.run(prompt: prefix + body, questionStart: questionAfterText ? prefix.count + textIDs.count : nil,
+                                               storeAt: dir, modelFile: pipeline.model.file, parameters: parameters, precision: .f16, chat: chat)
+        lastSharedChunks = session.attention.sharedChunks
         let p = yesProbability(long)
         withExtendedLifetime(session) {}
         return p

@@ -84,6 +84,32 @@ private let document = (0..<30).map { i in
         #expect(try sameStore(a, b))
     }
 
+    /// `filter` of a long record: the question after the text retrieves the chunk holding its rare word;
+    /// short texts and templates that ask before the text retrieve nothing.
+    @Test func classifierQuestionRetrievesTheTextsChunk() throws {
+        let modelPath = try TinyModel().write(name: "classify-lexical")
+        defer { try? FileManager.default.removeItem(atPath: modelPath) }
+        let (p, _) = try pipeline(modelPath)
+        let params = LongHeadsParameters(chunkSize: 16, attentionLength: 512)  // room for the template's examples
+        var words = (0..<60).map { "the cart rolled past mill \($0 % 7 == 0 ? "and" : "or") stood" }
+        words.insert("zqjzqj", at: 30)   // z, q, j: in neither the filler nor the template
+        let text = words.joined(separator: " ")
+        let c = try YesNoClassifier(pipeline: p, question: "Is zqjzqj here?", parameters: params)
+        _ = try c.score(text)
+        // One token per byte: the needle's position is the prompt prefix plus its byte offset in the text.
+        let tok = p.tokenizer
+        let before = YesNoClassifier.defaultTemplate.components(separatedBy: "{text}")[0]
+        let prefix = (tok.addBOS && tok.bosID != nil ? 1 : 0) + tok.encode(before).count
+        let at = prefix + text.utf8.count - text.components(separatedBy: "zqjzqj")[1].utf8.count - 6
+        #expect(c.lastSharedChunks == [at / 16] || c.lastSharedChunks == [(at + 5) / 16], "\(c.lastSharedChunks), needle at \(at)")
+        _ = try c.score("a short text")
+        #expect(c.lastSharedChunks.isEmpty)
+        let asksFirst = try YesNoClassifier(pipeline: p, question: "Is zqjzqj here?", parameters: params,
+                                            template: "Question: {question}\nText: {text}\nAnswer:")
+        _ = try asksFirst.score(text)
+        #expect(asksFirst.lastSharedChunks.isEmpty)
+    }
+
     /// `quest-lexical`: the chunk sharing the question's rare tokens is in every head's selection for
     /// each question token, and only when the new tokens are a question.
     @Test func questLexicalSharesTheRetrievedChunk() throws {
