@@ -110,6 +110,12 @@ struct Ask: ParsableCommand {
         let out = FileHandle.standardOutput
         let clock = ContinuousClock()
         let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
+        // Stores ingested before `quest-lexical` became the default record `quest`: the same data, but their
+        // questions retrieve nothing unless asked to (Docs/SELECTION.md: 14/20 right clauses against 5/20).
+        if selectionPolicy == nil && info.parameters.policy == .quest {
+            log("ask: \(store) was ingested with policy=quest, which does not retrieve the question's chunk; "
+                + "--policy quest-lexical adds retrieval on the same store")
+        }
         let cite = sources > 0 && (batch != nil || verbose)
         // Which chunks heads pick whatever is asked: measured once, subtracted from every question's tally.
         let tb = clock.now

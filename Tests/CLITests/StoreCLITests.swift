@@ -65,6 +65,24 @@ import Testing
         #expect(plain.status == 0, "\(plain.stderr)")
     }
 
+    /// A store ingested as `quest` answers as `quest` (its recorded policy), with a hint on stderr that
+    /// `--policy quest-lexical` would retrieve; no hint when the policy is given or retrieves.
+    @Test func questStoreHintsAtRetrieval() throws {
+        let model = try TinyModel().write(name: "store-hint")
+        let store = temp("store-\(UUID().uuidString.prefix(6))"), lexical = temp("store-\(UUID().uuidString.prefix(6))")
+        defer { for p in [model, store, lexical] { try? FileManager.default.removeItem(atPath: p) } }
+        #expect(try ingest(model: model, store: store, extra: ["--policy", "quest"]).status == 0)
+        #expect(try ingest(model: model, store: lexical).status == 0)
+        func ask(_ s: String, _ extra: [String] = []) throws -> CLIRun {
+            try longheads(["ask", "--store", s, "--model", model, "--max-tokens", "3"] + extra + ["What does the fox do?"])
+        }
+        let hinted = try ask(store), given = try ask(store, ["--policy", "quest"]), retrieving = try ask(lexical)
+        #expect(hinted.status == 0 && given.status == 0 && retrieving.status == 0)
+        #expect(hinted.stderr.contains("--policy quest-lexical"), "\(hinted.stderr)")
+        #expect(hinted.stdout == given.stdout)
+        #expect(!given.stderr.contains("--policy quest-lexical") && !retrieving.stderr.contains("--policy quest-lexical"))
+    }
+
     @Test func storeFromAnotherModelIsRefused() throws {
         let modelA = try TinyModel().write(name: "store-a")
         var other = TinyModel()
