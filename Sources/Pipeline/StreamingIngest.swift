@@ -22,9 +22,10 @@ public final class DocumentSource {
     private let ownsFD: Bool
     private let memory: [UInt8]?
     private var memoryOffset = 0
-    /// Bytes read ahead by `peek`, handed out first by `read`.
-    private var peeked: [UInt8] = []
-    private var peekedOffset = 0
+    /// Bytes read ahead by `peek` and not yet handed out by `read`.
+    private var peeked: ArraySlice<UInt8> = []
+    /// `read` was called: `peek` may no longer be.
+    private var started = false
 
     /// Opens `path` for reading; "-" is standard input.
     public init(path: String) throws {
@@ -58,25 +59,25 @@ public final class DocumentSource {
     /// them out again. Lets a caller decide from a document's head (does it fit a prompt?) how to read all
     /// of it, also from standard input, which cannot be read twice. Call it before the first `read`.
     public func peek(_ count: Int) throws -> [UInt8] {
-        precondition(peekedOffset == 0, "peek after read")
-        var head = peeked
+        precondition(!started, "peek after read")
+        var head = Array(peeked)
         var block = [UInt8](repeating: 0, count: max(0, count - head.count))
         while head.count < count {
             let n = try block.withUnsafeMutableBytes { try readSource(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<(count - head.count)])) }
             if n == 0 { break }
             head += block[..<n]
         }
-        peeked = head
+        peeked = head[...]
         return head
     }
 
     /// Reads up to `buffer.count` bytes; 0 at the end of the document.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        if peekedOffset < peeked.count {
-            let n = min(buffer.count, peeked.count - peekedOffset)
-            peeked.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + peekedOffset, byteCount: n) }
-            peekedOffset += n
-            if peekedOffset == peeked.count { peeked = [] ; peekedOffset = Int.max }
+        started = true
+        if !peeked.isEmpty {
+            let n = min(buffer.count, peeked.count)
+            peeked.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            peeked = peeked.dropFirst(n)
             return n
         }
         return try readSource(into: buffer)

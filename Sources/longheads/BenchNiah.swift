@@ -388,10 +388,10 @@ struct BenchNiah: ParsableCommand {
                         let dir = NSTemporaryDirectory() + "longheads-niah-\(getpid())-\(t)"
                         defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "-needle") }
                         let clock = ContinuousClock()
-                        func ingest(_ ids: [Int32], to dir: String) throws -> Double {
+                        func ingest(_ ids: [Int32], to path: String) throws -> Double {
                             let t0 = clock.now
                             try pipeline.ingest(ids: ids, byteEnds: [Int](repeating: 0, count: ids.count), sourceBytes: 0,
-                                                to: dir, modelFile: model.file, parameters: parameters, precision: lh.kvPrecision, chat: false)
+                                                to: path, modelFile: model.file, parameters: parameters, precision: lh.kvPrecision, chat: false)
                             return (clock.now - t0).seconds
                         }
                         // The haystack is ingested once; every policy then asks the question of the same store

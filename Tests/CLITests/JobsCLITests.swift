@@ -16,16 +16,23 @@ let jobsModel: String = {
 let jobsDocument = (0..<60).map { "Line \($0): the quick brown fox jumps over the lazy dog number \($0 * 7)." }.joined(separator: "\n")
 
 @Suite struct AskBatchTests {
-    @Test func questionsFileGivesOneJSONLinePerQuestion() throws {
+    /// A new store of `jobsDocument` (ingested from a file, chunk 16, attention 64); the caller removes it.
+    func ingestedStore() throws -> String {
         let store = temp("jobs-store-\(UUID().uuidString.prefix(6))")
         let doc = temp("jobs-doc-\(UUID().uuidString.prefix(6)).txt")
-        let qs = temp("jobs-q-\(UUID().uuidString.prefix(6)).jsonl")
-        defer { for p in [store, doc, qs] { try? FileManager.default.removeItem(atPath: p) } }
+        defer { try? FileManager.default.removeItem(atPath: doc) }
         try jobsDocument.write(toFile: doc, atomically: true, encoding: .utf8)
-        try "{\"id\": \"a\", \"question\": \"What does the fox do?\"}\n\n{\"id\": 7, \"question\": \"Which number?\"}\n"
-            .write(toFile: qs, atomically: true, encoding: .utf8)
         let ingest = try longheads(["ingest", doc, "--store", store, "--model", jobsModel, "--chunk", "16", "--attention", "64"])
         #expect(ingest.status == 0, "\(ingest.stderr)")
+        return store
+    }
+
+    @Test func questionsFileGivesOneJSONLinePerQuestion() throws {
+        let store = try ingestedStore()
+        let qs = temp("jobs-q-\(UUID().uuidString.prefix(6)).jsonl")
+        defer { for p in [store, qs] { try? FileManager.default.removeItem(atPath: p) } }
+        try "{\"id\": \"a\", \"question\": \"What does the fox do?\"}\n\n{\"id\": 7, \"question\": \"Which number?\"}\n"
+            .write(toFile: qs, atomically: true, encoding: .utf8)
         let r = try longheads(["ask", "--store", store, "--questions", qs, "--model", jobsModel, "--max-tokens", "5"])
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
@@ -64,13 +71,9 @@ let jobsDocument = (0..<60).map { "Line \($0): the quick brown fox jumps over th
     /// `--tally-out` (diagnosis) appends one line per question: per-layer selection counts of the question
     /// and of the answer, and each stored chunk's byte range.
     @Test func tallyOutAppendsOneLinePerQuestion() throws {
-        let store = temp("jobs-store-\(UUID().uuidString.prefix(6))")
-        let doc = temp("jobs-doc-\(UUID().uuidString.prefix(6)).txt")
+        let store = try ingestedStore()
         let out = temp("jobs-tally-\(UUID().uuidString.prefix(6)).jsonl")
-        defer { for p in [store, doc, out] { try? FileManager.default.removeItem(atPath: p) } }
-        try jobsDocument.write(toFile: doc, atomically: true, encoding: .utf8)
-        let ingest = try longheads(["ingest", doc, "--store", store, "--model", jobsModel, "--chunk", "16", "--attention", "64"])
-        #expect(ingest.status == 0, "\(ingest.stderr)")
+        defer { for p in [store, out] { try? FileManager.default.removeItem(atPath: p) } }
         for question in ["What does the fox do?", "Which number?"] {
             let r = try longheads(["ask", "--store", store, question, "--model", jobsModel, "--max-tokens", "3", "--tally-out", out])
             #expect(r.status == 0, "\(r.stderr)")
