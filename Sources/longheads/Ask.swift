@@ -173,11 +173,16 @@ struct Ask: ParsableCommand {
                                  ("ranges", try (0..<reader.chunkCount).map { c in
                                      let r = try reader.byteRange(ofChunk: c); return [r.lowerBound, r.upperBound] })])
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        // Opening fails (and says so) when the file could not be created; writing throws on a full disk.
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        defer { try? h.close() }
-        try h.seekToEnd()
-        try h.write(contentsOf: Data((line + "\n").utf8))
+        // Opening fails when the file could not be created; writing throws on a full disk. Either is named.
+        do {
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            defer { try? h.close() }
+            try h.seekToEnd()
+            try h.write(contentsOf: Data((line + "\n").utf8))
+        } catch {
+            let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? error.localizedDescription
+            throw InputError(description: "--tally-out \(path): cannot write (\(reason))", code: Exit.ioError)
+        }
     }
 }
 

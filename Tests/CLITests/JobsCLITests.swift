@@ -87,6 +87,10 @@ let jobsDocument = (0..<60).map { "Line \($0): the quick brown fox jumps over th
             // Chunks of the chat opening alone hold no document bytes: ranges may be empty, never backwards.
             #expect(!ranges.isEmpty && ranges.allSatisfy { $0.count == 2 && $0[0] <= $0[1] } && ranges.last![1] > 0, "\(ranges)")
         }
+        // A path that cannot be written is named, exit 74.
+        let bad = try longheads(["ask", "--store", store, "What?", "--model", jobsModel, "--max-tokens", "1",
+                                 "--tally-out", "/nonexistent-dir/tally.jsonl"])
+        #expect(bad.status == 74 && bad.stderr.contains("--tally-out /nonexistent-dir/tally.jsonl: cannot write"), "\(bad.stderr)")
     }
 
     @Test func badLineIsNamedBeforeAnythingIsAnswered() throws {
