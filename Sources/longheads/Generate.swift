@@ -139,27 +139,3 @@ struct Tokenize: ParsableCommand {
         }
     }
 }
-
-/// `longheads model`: manage the default model.
-struct ModelCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Fetch or locate the default model.",
-        subcommands: [Fetch.self, Path.self])
-
-    struct Fetch: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Fetch the default model into the cache (no-op if present and verified).")
-        @Flag(name: .long, help: "Fetch again even if cached.") var force = false
-        func run() throws {
-            try guarded {
-                let cache = ModelCache()
-                let p = force ? try cache.fetch(.smolLM2, log: log) : try cache.ensure(.smolLM2, log: log)
-                print(p)
-            }
-        }
-    }
-
-    struct Path: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print where the default model is cached.")
-        func run() throws { print(ModelCache().path(of: .smolLM2)) }
-    }
-}

@@ -39,7 +39,9 @@ func exitCode(for error: Error) -> ExitCode {
         return fail(e.description, code: Exit.badModel)
     case let e as ModelError: return fail(e.description, code: Exit.badModel)
     case let e as TokenizerError: return fail("\(e)", code: Exit.badModel)
-    case let e as ModelCacheError: return fail(e.description, code: Exit.unavailable)
+    case let e as ModelCacheError:
+        if case .unknownModel = e { return fail(e.description, code: Exit.usage) }
+        return fail(e.description, code: Exit.unavailable)
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
     case let e as StoreError: return fail(e.description, code: e.isDiskFull ? Exit.ioError : Exit.dataError)
@@ -98,7 +100,9 @@ func peakRSSBytes() -> Int {
 
 /// Options every model-using command takes.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Path to a Llama-family GGUF model (default: SmolLM2-135M-Instruct Q4_1, fetched on first use).")
+    @Option(name: .long, help: ArgumentHelp(
+        "A model name, fetched and verified on first use (\(PublishedModel.catalog.map(\.name).joined(separator: ", ")); default \(PublishedModel.defaultModel.name); see `longheads model list`), or a GGUF path.",
+        valueName: "name|path"))
     var model: String?
 
     @Option(name: .long, help: "Worker threads (default: all cores).")
@@ -108,15 +112,10 @@ struct ModelOptions: ParsableArguments {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be 1...256") }
     }
 
-    /// The model path: `--model`, or the cached default (fetched if absent).
+    /// The model path: a catalog name resolves to the cache (fetched and verified on first use),
+    /// anything else is a file path; no `--model` means the default model.
     func resolvePath() throws -> String {
-        if let model {
-            guard FileManager.default.fileExists(atPath: model) else {
-                throw InputError(description: "\(model): model file not found", code: Exit.noInput)
-            }
-            return model
-        }
-        return try ModelCache().ensure(.smolLM2, log: log)
+        try resolveModel(model)
     }
 
     /// Opens the GGUF and builds its tokenizer (no weights loaded).
@@ -130,4 +129,18 @@ struct ModelOptions: ParsableArguments {
         let (file, tok) = try openTokenizer()
         return (try LlamaModel(file: file, threads: threads, maxBatch: maxBatch), tok)
     }
+}
+
+/// Resolves a `--model` value: nil → the default model, a catalog name → its cached file (fetched
+/// on first use), otherwise an existing file path. A name wins over a file of the same name
+/// (write `./NAME` for the file).
+func resolveModel(_ value: String?, cache: ModelCache = ModelCache()) throws -> String {
+    guard let value else { return try cache.ensure(PublishedModel.defaultModel, log: log) }
+    if let known = PublishedModel.named(value) { return try cache.ensure(known, log: log) }
+    guard FileManager.default.fileExists(atPath: value) else {
+        let names = PublishedModel.catalog.map(\.name).joined(separator: ", ")
+        throw InputError(description: "\(value): no such model file, and not a model name (known: \(names))",
+                         code: Exit.noInput)
+    }
+    return value
 }
