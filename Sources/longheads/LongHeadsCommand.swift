@@ -8,7 +8,8 @@ struct LongHeadsCommand: AsyncParsableCommand {
         abstract: "Run Llama-family GGUF models on CPU over very long documents (LongHeads attention).",
         discussion: """
             stdout carries data only; progress and logs go to stderr.
-            The default model (SmolLM2-135M-Instruct, Q4_1) is fetched on first use into \
+            --model takes a GGUF path or a model name (`longheads model list`; default \
+            smollm2-135m, SmolLM2-135M-Instruct Q4_1), fetched and verified on first use into \
             $LONGHEADS_HOME/models (default ~/.cache/longheads/models).
 
             Exit codes:
@@ -19,7 +20,8 @@ struct LongHeadsCommand: AsyncParsableCommand {
                   --questions line or filter record (its number is named),
                   damaged store, another model's store
               66  input or model file missing or unreadable
-              69  model fetch failed (pip unavailable, network)
+              69  model fetch failed (pip unavailable, network, a part or the
+                  whole failing its size or sha256 check)
               70  model file invalid (truncated, not GGUF, unsupported type or
                   architecture)
               74  I/O error while writing
