@@ -1,8 +1,10 @@
 import Foundation
 import GGUF
+@testable import Generation
 import LongHeads
 import TestSupport
 import Testing
+import Tokenization
 @testable import Model
 
 /// The `qwen2` architecture as described features (Q/K/V biases, NEOX RoPE, untied output) on tiny
@@ -156,5 +158,45 @@ import Testing
         } catch {
             #expect("\(error)".contains("blk.0.attn_q.bias"), "\(error)")
         }
+    }
+}
+
+/// ChatML with each model's own system line and special ids.
+@Suite struct ChatTemplateTests {
+    static let smolTemplate = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
+    static let qwenTemplate = #"""
+    {%- if tools %}
+        {{- '<|im_start|>system\n' }}
+        {%- if messages[0]['role'] == 'system' %}
+            {{- messages[0]['content'] }}
+        {%- endif %}
+    {%- else %}
+        {%- if messages[0]['role'] == 'system' %}
+            {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+        {%- else %}
+            {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+    """#
+
+    @Test func systemLineFromTheTemplate() {
+        #expect(ChatTemplate.systemLiteral(in: Self.smolTemplate) == "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        #expect(ChatTemplate.systemLiteral(in: Self.qwenTemplate) == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+        #expect(ChatTemplate.systemLiteral(in: "{{ '<|im_start|>' + m.role }}") == nil)
+    }
+
+    @Test func usesTheModelsOwnIdsAndOptionalSystem() throws {
+        let path = try TinyModel().write(name: "chat-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let tok = try Tokenizer(gguf: GGUFFile(path: path))
+        let (imStart, imEnd) = (tok.id(of: "<|im_start|>")!, tok.id(of: "<|im_end|>")!)
+        let bare = ChatTemplate.chatML(user: "hi", system: .none, tokenizer: tok)
+        #expect(bare.first == imStart && bare.filter { $0 == imEnd }.count == 1)
+        #expect(tok.decode(bare, renderSpecial: true) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+        let custom = ChatTemplate.chatML(user: "hi", system: .text("Be brief."), tokenizer: tok)
+        #expect(tok.decode(custom, renderSpecial: true).hasPrefix("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"))
+        // No chat template in the tiny file: SmolLM2's line, as before.
+        #expect(tok.decode(ChatTemplate.chatML(user: "hi", tokenizer: tok), renderSpecial: true).contains(ChatTemplate.defaultSystem))
+        #expect(tok.isEndOfGeneration(imEnd) && tok.isEndOfGeneration(tok.id(of: "<|endoftext|>")!))
     }
 }
