@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model", "LongHeads"], path: "Tests/TestSupport", swiftSettings: optimized),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "CStoreSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "LongHeads", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),

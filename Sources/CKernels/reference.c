@@ -12,7 +12,8 @@
 int64_t lh_type_block_size(int type) {
     switch (type) {
     case LH_TYPE_F32: case LH_TYPE_F16: case LH_TYPE_BF16: return 1;
-    case LH_TYPE_Q4_0: case LH_TYPE_Q4_1: case LH_TYPE_Q8_0: return 32;
+    case LH_TYPE_Q4_0: case LH_TYPE_Q4_1: case LH_TYPE_Q5_0: case LH_TYPE_Q5_1:
+    case LH_TYPE_Q8_0: return 32;
     case LH_TYPE_Q4_K: case LH_TYPE_Q5_K: case LH_TYPE_Q6_K: return 256;
     default: return 0;
     }
@@ -24,6 +25,8 @@ int64_t lh_type_block_bytes(int type) {
     case LH_TYPE_F16: case LH_TYPE_BF16: return 2;
     case LH_TYPE_Q4_0: return 18;   // f16 d, 16 bytes of nibbles
     case LH_TYPE_Q4_1: return 20;   // f16 d, f16 m, 16 bytes of nibbles
+    case LH_TYPE_Q5_0: return 22;   // f16 d, 4 bytes of fifth bits, 16 bytes of nibbles
+    case LH_TYPE_Q5_1: return 24;   // f16 d, f16 m, 4 bytes of fifth bits, 16 bytes of nibbles
     case LH_TYPE_Q8_0: return 34;   // f16 d, 32 int8
     case LH_TYPE_Q4_K: return 144;  // f16 d, f16 dmin, 12 bytes scales, 128 bytes nibbles
     case LH_TYPE_Q5_K: return 176;  // as Q4_K plus 32 bytes of high bits
@@ -115,6 +118,25 @@ static void exact_block(int type, const uint8_t *blk, int sub, uint8_t *u, float
         }
         *d = rdh(blk);
         *m = type == LH_TYPE_Q4_0 ? -8.0f * *d : rdh(blk + 2);
+        break;
+    }
+    case LH_TYPE_Q5_0:
+    case LH_TYPE_Q5_1: {
+        // ggml block_q5_0 {d, qh[4], qs[16]} / block_q5_1 {d, m, qh[4], qs[16]}: element j < 16 is
+        // the low nibble of qs[j] with fifth bit j of the little-endian u32 qh, element j + 16 the
+        // high nibble with bit j + 16. Q5_0 is d * (q - 16); stored as u = q + 112 so that the
+        // 8-bit symmetric form d * u - 128 d gives it exactly (d is f16, u < 2^8: no rounding).
+        const int off = type == LH_TYPE_Q5_0 ? 2 : 4;
+        const uint8_t *qh = blk + off, *qs = blk + off + 4;
+        const uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
+                           (uint32_t)qh[3] << 24;
+        const int bias = type == LH_TYPE_Q5_0 ? 112 : 0;
+        for (int j = 0; j < 16; j++) {
+            u[j] = (uint8_t)((qs[j] & 0xF) + (((h >> j) & 1) << 4) + bias);
+            u[j + 16] = (uint8_t)((qs[j] >> 4) + (((h >> (j + 16)) & 1) << 4) + bias);
+        }
+        *d = rdh(blk);
+        *m = type == LH_TYPE_Q5_0 ? -128.0f * *d : rdh(blk + 2);
         break;
     }
     case LH_TYPE_Q8_0: {
@@ -331,6 +353,8 @@ int lh_pack(lh_packed *out, int type, const void *data, int64_t rows, int64_t co
     case LH_TYPE_Q4_1: P.bits = 4; P.scale_mode = LH_SCALES_F16; break;
     case LH_TYPE_Q4_K: P.bits = 4; P.scale_mode = LH_SCALES_F32; break;
     case LH_TYPE_Q8_0: P.bits = 8; P.scale_mode = LH_SCALES_F16_SYM; break;
+    case LH_TYPE_Q5_0: P.bits = 8; P.scale_mode = LH_SCALES_F16_SYM; break;
+    case LH_TYPE_Q5_1: P.bits = 8; P.scale_mode = LH_SCALES_F16; break;
     case LH_TYPE_Q5_K: P.bits = 8; P.scale_mode = LH_SCALES_F32; break;
     default: P.bits = 8; P.scale_mode = LH_SCALES_F32; P.exact = 0; break;
     }

@@ -1,7 +1,7 @@
 import CKernels
 
 /// A weight matrix (rows x cols = out x in) repacked from ggml block data into the kernels'
-/// interleaved format. Q4_0, Q4_1, Q4_K, Q8_0 and Q5_K are stored exactly; Q6_K, F16, BF16 and
+/// interleaved format. Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q8_0 and Q5_K are stored exactly; Q6_K, F16, BF16 and
 /// F32 are requantized to 8 bits per element with a scale and minimum per 32 (absolute error at
 /// most (max - min) / 510 of each block of 32, see `isExact`).
 public final class PackedMatrix: @unchecked Sendable {

@@ -2,7 +2,7 @@ import CKernels
 
 /// The ggml weight types the kernels can dequantize and multiply with (ids as in GGUF files).
 public enum WeightType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
-    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
 
     /// Elements per block (1 for the float types).
     public var blockSize: Int { Int(lh_type_block_size(Int32(rawValue))) }
@@ -20,6 +20,8 @@ public enum WeightType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .f16: "F16"
         case .q4_0: "Q4_0"
         case .q4_1: "Q4_1"
+        case .q5_0: "Q5_0"
+        case .q5_1: "Q5_1"
         case .q8_0: "Q8_0"
         case .q4_K: "Q4_K"
         case .q5_K: "Q5_K"

@@ -15,7 +15,7 @@ public enum ModelError: Error, CustomStringConvertible {
         case .unsupportedArchitecture(let p, let a):
             "\(p): unsupported model architecture '\(a)' (supported: \(ArchitectureFeatures.known.keys.sorted().joined(separator: ", ")))"
         case .unsupportedTensorType(let p, let t, let ty):
-            "\(p): tensor '\(t)' has type \(ty), which the engine cannot compute with (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K)"
+            "\(p): tensor '\(t)' has type \(ty), which the engine cannot compute with (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"
         case .badShape(let p, let t, let e, let f): "\(p): tensor '\(t)' has shape \(f), expected \(e)"
         case .badHyperparameter(let p, let k, let r): "\(p): bad hyperparameter '\(k)': \(r)"
         case .kernel(let p, let t, let r): "\(p): tensor '\(t)': \(r)"

@@ -93,15 +93,15 @@ func expectCleanFailure(_ r: CLIRun, code: Int32, mentions: String, sourceLocati
     }
 
     @Test func unsupportedTensorType() throws {
-        // One matrix as Q5_0: a type the reader knows but the engine does not compute with.
+        // One matrix as Q2_K: a type the reader knows but the engine does not compute with.
         var (w, weights) = TinyModel().gguf()
         let dims = weights.tensors["blk.0.attn_q.weight"]!.dims
-        w.replaceTensor("blk.0.attn_q.weight", dims: dims, type: .q5_0,
-                        data: [UInt8](repeating: 0, count: TensorType.q5_0.byteCount(elements: dims.reduce(1, *))!))
-        let p = temp("q5.gguf")
+        w.replaceTensor("blk.0.attn_q.weight", dims: dims, type: .q2_K,
+                        data: [UInt8](repeating: 0, count: TensorType.q2_K.byteCount(elements: dims.reduce(1, *))!))
+        let p = temp("q2k.gguf")
         try w.write(to: p)
         defer { try? FileManager.default.removeItem(atPath: p) }
-        expectCleanFailure(try longheads(["generate", "--model", p, "--prompt", "hi"]), code: 70, mentions: "Q5_0")
+        expectCleanFailure(try longheads(["generate", "--model", p, "--prompt", "hi"]), code: 70, mentions: "Q2_K")
     }
 
     @Test func missingModelAndEmptyPrompt() throws {

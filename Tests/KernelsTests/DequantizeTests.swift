@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import Kernels
 import Testing
 
@@ -13,6 +14,19 @@ enum Encode {
             s[j + 8] = UInt8((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4))
         }
         return s
+    }
+
+    /// Q5_0 / Q5_1 block (ggml block_q5_0 / block_q5_1) from 32 five-bit quants.
+    static func q5(d: Float, m: Float?, q: [Int]) -> [UInt8] {
+        let off = m == nil ? 2 : 4
+        var b = [UInt8](repeating: 0, count: off + 20)
+        putU16(&b, 0, f16Bits(d))
+        if let m { putU16(&b, 2, f16Bits(m)) }
+        var h: UInt32 = 0
+        for j in 0..<32 { h |= UInt32(q[j] >> 4) << UInt32(j) }
+        for i in 0..<4 { b[off + i] = UInt8((h >> (8 * UInt32(i))) & 0xFF) }
+        for j in 0..<16 { b[off + 4 + j] = UInt8((q[j] & 15) | ((q[j + 16] & 15) << 4)) }
+        return b
     }
 
     static func q4K(d: Float, dmin: Float, sc: [Int], mn: [Int], q: [Int]) -> [UInt8] {
@@ -71,6 +85,7 @@ struct DequantizeTests {
     @Test func typeTables() {
         #expect(WeightType.q4_0.blockSize == 32 && WeightType.q4_0.blockBytes == 18)
         #expect(WeightType.q4_1.blockBytes == 20 && WeightType.q8_0.blockBytes == 34)
+        #expect(WeightType.q5_0.blockSize == 32 && WeightType.q5_0.blockBytes == 22 && WeightType.q5_1.blockBytes == 24)
         #expect(WeightType.q4_K.blockSize == 256 && WeightType.q4_K.blockBytes == 144)
         #expect(WeightType.q5_K.blockBytes == 176 && WeightType.q6_K.blockBytes == 210)
         #expect(WeightType.f16.rowBytes(count: 10) == 20 && WeightType.bf16.rowBytes(count: 3) == 6)
@@ -143,6 +158,48 @@ struct DequantizeTests {
         for j in 0..<32 { #expect(y[j] == 0.125 * Float(j * 8 - 128 + j / 4)) }
     }
 
+    @Test func q5_0() {
+        let q = (0..<32).map { ($0 * 13 + 5) % 32 }
+        let y = dequant(.q5_0, Encode.q5(d: -0.375, m: nil, q: q), count: 32)
+        for j in 0..<32 { #expect(y[j] == -0.375 * Float(q[j] - 16), "element \(j)") }
+    }
+
+    @Test func q5_1() {
+        let q = (0..<32).map { ($0 * 7 + 3) % 32 }
+        let y = dequant(.q5_1, Encode.q5(d: 0.125, m: -2.5, q: q), count: 32)
+        for j in 0..<32 { #expect(y[j] == 0.125 * Float(q[j]) - 2.5, "element \(j)") }
+    }
+
+    /// Blocks quantized and dequantized by the `gguf` Python package (Scripts/golden-q5.py): the
+    /// reference must give the same floats bit for bit, and the packed form must hold them exactly.
+    @Test(arguments: [WeightType.q5_0, .q5_1])
+    func goldenBlocksFromOutsideImplementation(type: WeightType) throws {
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/q5-golden.json", withExtension: nil))
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let types = try #require(root["types"] as? [String: Any])
+        let entries = try #require(types[type.description] as? [[String: Any]])
+        #expect(entries.count >= 8)
+        var all = [UInt8](), expected = [Float]()
+        for (i, e) in entries.enumerated() {
+            let hex = try #require(e["bytes"] as? String)
+            let bytes = stride(from: 0, to: hex.count, by: 2).map { k in
+                UInt8(hex.dropFirst(k).prefix(2), radix: 16)!
+            }
+            #expect(bytes.count == type.blockBytes, "block \(i)")
+            let values = try #require(e["values"] as? [Double]).map { Float($0) }
+            #expect(dequant(type, bytes, count: 32) == values, "\(type) golden block \(i)")
+            all += bytes
+            expected += values
+        }
+        // The same blocks as one row, through the packed format every ISA path multiplies with.
+        let cols = 32 * entries.count
+        let m = try all.withUnsafeBytes { try PackedMatrix(type: type.rawValue, data: $0.baseAddress!, rows: 1, cols: cols) }
+        #expect(m.isExact && m.bits == 8)
+        var row = [Float](repeating: .nan, count: cols)
+        row.withUnsafeMutableBufferPointer { m.dequantizeRow(0, into: $0.baseAddress!) }
+        #expect(row == expected)
+    }
+
     @Test func q4_K() {
         let sc = [1, 2, 3, 63, 17, 33, 48, 60], mn = [0, 5, 9, 2, 63, 31, 16, 40]
         let q = (0..<256).map { ($0 * 7 + $0 / 5) % 16 }
@@ -174,7 +231,7 @@ struct DequantizeTests {
 
     @Test func packedValuesAreExactForBlockTypes() throws {
         var rng = SplitMix64(seed: 1)
-        for type in [WeightType.q4_0, .q4_1, .q8_0, .q4_K, .q5_K] {
+        for type in [WeightType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K] {
             let rows = 19, cols = 512
             let data = randomWeights(type, rows: rows, cols: cols, rng: &rng)
             let ref = dequantizeMatrix(type, data, rows: rows, cols: cols)
@@ -223,10 +280,10 @@ struct DequantizeTests {
             #expect(throws: KernelError.invalidShape(type: 0, rows: 0, cols: 32)) {
                 try PackedMatrix(type: 0, data: p.baseAddress!, rows: 0, cols: 32)
             }
-            #expect(throws: KernelError.unsupportedType(type: 6, rows: 1, cols: 32)) {
-                try PackedMatrix(type: 6, data: p.baseAddress!, rows: 1, cols: 32)
+            #expect(throws: KernelError.unsupportedType(type: 10, rows: 1, cols: 32)) {
+                try PackedMatrix(type: 10, data: p.baseAddress!, rows: 1, cols: 32)
             }
         }
-        #expect(KernelError.unsupportedType(type: 6, rows: 1, cols: 32).description.contains("type 6"))
+        #expect(KernelError.unsupportedType(type: 10, rows: 1, cols: 32).description.contains("type 10"))
     }
 }

@@ -142,7 +142,7 @@ struct MatmulTests {
 
     /// The point of the int16 split: against float activations (and the exact weights) its error
     /// is at least 50x below int8's on every path, on activations with outlier channels.
-    @Test(arguments: [WeightType.q4_0, .q4_1, .q8_0, .q4_K, .q5_K])
+    @Test(arguments: [WeightType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K])
     func int16SplitIsFiftyTimesMoreAccurate(type: WeightType) throws {
         var rng = SplitMix64(seed: 21 + UInt64(type.rawValue))
         let rows = 48, cols = 768, tokens = 9

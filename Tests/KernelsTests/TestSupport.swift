@@ -30,9 +30,9 @@ func randomWeights(_ type: WeightType, rows: Int, cols: Int, rng: inout SplitMix
         let o = b * type.blockBytes
         let d = Float.random(in: 0.002...0.05, using: &rng) * (Bool.random(using: &rng) ? 1 : -1)
         switch type {
-        case .q4_0, .q8_0:
+        case .q4_0, .q8_0, .q5_0:
             putU16(&bytes, o, f16Bits(d))
-        case .q4_1:
+        case .q4_1, .q5_1:
             putU16(&bytes, o, f16Bits(abs(d)))
             putU16(&bytes, o + 2, f16Bits(-Float.random(in: 0...0.4, using: &rng)))
         case .q4_K, .q5_K:

@@ -24,6 +24,8 @@ enum {
     LH_TYPE_F16 = 1,
     LH_TYPE_Q4_0 = 2,
     LH_TYPE_Q4_1 = 3,
+    LH_TYPE_Q5_0 = 6,
+    LH_TYPE_Q5_1 = 7,
     LH_TYPE_Q8_0 = 8,
     LH_TYPE_Q4_K = 12,
     LH_TYPE_Q5_K = 13,
@@ -85,8 +87,8 @@ const char *lh_path_name(int path);
 
 enum {
     LH_SCALES_F32 = 0,     // float d[16], float m[16] (Q4_K, Q5_K, requantized types)
-    LH_SCALES_F16 = 1,     // half d[16], half m[16]   (Q4_1)
-    LH_SCALES_F16_SYM = 2, // half d[16], m = -2^(bits-1) * d (Q4_0, Q8_0)
+    LH_SCALES_F16 = 1,     // half d[16], half m[16]   (Q4_1, Q5_1)
+    LH_SCALES_F16_SYM = 2, // half d[16], m = -2^(bits-1) * d (Q4_0, Q8_0, Q5_0 with u = q + 112)
 };
 
 typedef struct {
@@ -114,8 +116,9 @@ enum {
 };
 
 /// Builds the packed form of a row-major ggml matrix (`rows` x `cols`, out x in).
-/// Q4_0, Q4_1, Q4_K are stored exactly with 4-bit u; Q8_0 and Q5_K exactly with 8-bit u
-/// (Q4_0/Q4_1/Q8_0 keep their f16 scales, so they take the same bytes as the ggml data);
+/// Q4_0, Q4_1, Q4_K are stored exactly with 4-bit u; Q8_0, Q5_0, Q5_1 and Q5_K exactly with
+/// 8-bit u (Q4_0/Q4_1/Q8_0 keep their f16 scales, so they take the same bytes as the ggml data;
+/// Q5_0/Q5_1 keep them too but spend a byte per 5-bit value, 34/36 bytes a block instead of 22/24);
 /// Q6_K, F16, BF16, F32 are requantized to 8-bit asymmetric blocks of 32
 /// (|error| <= (max - min) / 510 per block). On error `out` is zeroed.
 int lh_pack(lh_packed *out, int type, const void *data, int64_t rows, int64_t cols);
