@@ -200,3 +200,16 @@ import Tokenization
         #expect(tok.isEndOfGeneration(imEnd) && tok.isEndOfGeneration(tok.id(of: "<|endoftext|>")!))
     }
 }
+
+@Suite struct LongHeadsDefaultsTests {
+    @Test func perModelDefaults() {
+        // SmolLM2-135M: 8k trained → today's measured default.
+        #expect(LongHeadsParameters.defaults(trainedContext: 8192) == .default)
+        // Qwen2.5: 32k trained → 4k per head.
+        #expect(LongHeadsParameters.defaults(trainedContext: 32768) == LongHeadsParameters(chunkSize: 256, attentionLength: 4096))
+        // Clamped both ways, always valid.
+        #expect(LongHeadsParameters.defaults(trainedContext: 2048).attentionLength == 1024)
+        #expect(LongHeadsParameters.defaults(trainedContext: 131_072).attentionLength == 4096)
+        for n in [0, 1000, 2048, 8192, 12345, 32768, 1 << 20] { #expect(LongHeadsParameters.defaults(trainedContext: n).problem == nil) }
+    }
+}
