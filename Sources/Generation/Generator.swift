@@ -14,24 +14,75 @@ public enum GenerationError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// ChatML, the template of SmolLM2-Instruct and many other instruct GGUFs:
+/// ChatML, the template of SmolLM2-Instruct, Qwen2.5-Instruct and many other instruct GGUFs:
 /// `<|im_start|>role\ncontent<|im_end|>\n`, then `<|im_start|>assistant\n` to prompt the answer.
+/// The markers are looked up in the model's own vocabulary (their ids differ: SmolLM2 1/2, Qwen2.5
+/// 151644/151645), and generation stops on the tokenizer's end-of-generation set (`<|im_end|>`, `<|endoftext|>`).
 public enum ChatTemplate {
-    /// SmolLM2's default system line.
+    /// The system turn of a chat.
+    public enum System: Sendable, Equatable {
+        /// The model's own default system line (read from its chat template, `defaultSystem(for:)`).
+        case modelDefault
+        /// No system turn.
+        case none
+        /// This text.
+        case text(String)
+    }
+
+    /// SmolLM2's default system line, used when a model's file carries no chat template to read one from.
     public static let defaultSystem = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+    /// The default system line the model's chat template inserts when a chat has no system message: the
+    /// literal between `<|im_start|>system` + newline and `<|im_end|>` in `tokenizer.chat_template` (SmolLM2:
+    /// "You are a helpful AI assistant named SmolLM, …"; Qwen2.5: "You are Qwen, created by Alibaba Cloud. …").
+    /// nil when the template has no such literal (no system turn, as the template would render);
+    /// `defaultSystem` when the file has no template at all.
+    public static func defaultSystem(for tokenizer: Tokenizer) -> String? {
+        guard let t = tokenizer.chatTemplate else { return defaultSystem }
+        return systemLiteral(in: t)
+    }
+
+    /// The first `<|im_start|>system⏎TEXT<|im_end|>` inside one template string literal, with ⏎ a newline or
+    /// the two characters `\n`; TEXT must hold no quote, `+` or `{` (else it is an expression, not a literal).
+    static func systemLiteral(in template: String) -> String? {
+        let open = "<|im_start|>system"
+        var rest = template[...]
+        while let r = rest.range(of: open) {
+            var after = rest[r.upperBound...]
+            if after.hasPrefix("\\n") {
+                after = after.dropFirst(2)
+            } else if after.first == "\n" {
+                after = after.dropFirst()
+            } else {
+                rest = after
+                continue
+            }
+            if let end = after.range(of: "<|im_end|>") {
+                let text = after[..<end.lowerBound]
+                if !text.isEmpty, !text.contains(where: { "'\"+{}".contains($0) }) { return String(text) }
+            }
+            rest = after
+        }
+        return nil
+    }
 
     /// Token ids of a one-turn chat. Only the template's own markers are control tokens: the user's text
     /// is tokenized as plain text, so a document cannot inject `<|im_start|>`.
-    public static func chatML(user: String, system: String? = defaultSystem, tokenizer: Tokenizer) -> [Int32] {
+    public static func chatML(user: String, system: System = .modelDefault, tokenizer: Tokenizer) -> [Int32] {
         userTurnOpening(system: system, tokenizer: tokenizer) + tokenizer.encode(user) + answerOpening(tokenizer: tokenizer)
     }
 
     /// Everything before the user's text: the system turn (if any) and `<|im_start|>user\n`.
-    public static func userTurnOpening(system: String? = defaultSystem, tokenizer: Tokenizer) -> [Int32] {
+    public static func userTurnOpening(system: System = .modelDefault, tokenizer: Tokenizer) -> [Int32] {
         var ids = [Int32]()
-        if let system {
+        let text: String? = switch system {
+        case .modelDefault: defaultSystem(for: tokenizer)
+        case .none: nil
+        case .text(let s): s
+        }
+        if let text {
             ids += tokenizer.encode("<|im_start|>system\n", parseSpecial: true)
-            ids += tokenizer.encode(system)
+            ids += tokenizer.encode(text)
             ids += tokenizer.encode("<|im_end|>\n", parseSpecial: true)
         }
         return ids + tokenizer.encode("<|im_start|>user\n", parseSpecial: true)

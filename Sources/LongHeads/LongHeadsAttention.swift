@@ -40,6 +40,8 @@ public final class LongHeadsAttention: Attention {
     private let ropeTable: UnsafeMutablePointer<Float>
     private let ropePositions: Int
     private let ropeDim: Int
+    /// The model's RoPE (its pairing); positions come from `ropeTable`.
+    private let rope: RoPE
     /// Ring of two pages per layer: [layer][2][floatsPerPage]; slot c % 2 holds chunk c.
     private let ring: UnsafeMutablePointer<Float>
     private var ringChunk: [[Int]]
@@ -103,7 +105,7 @@ public final class LongHeadsAttention: Attention {
         ropeDim = config.ropeDim
         ropePositions = maxSlots * w
         ropeTable = .allocate(capacity: ropePositions * ropeDim)
-        let rope = RoPE(headDim: D, ropeDim: ropeDim, base: config.ropeBase)
+        rope = RoPE(config: config)
         for p in 0..<ropePositions { rope.fillTable(position: p, ropeTable + p * ropeDim) }
         let page = layout.floatsPerPage
         ring = .allocate(capacity: L * 2 * page)
@@ -166,15 +168,7 @@ public final class LongHeadsAttention: Attention {
     /// Rotates `src` (one head) by relative position `p` into `dst`.
     @inline(__always)
     private func rotate(_ src: UnsafePointer<Float>, by p: Int, into dst: UnsafeMutablePointer<Float>) {
-        let t = ropeTable + p * ropeDim
-        for i in 0..<ropeDim / 2 {
-            let c = t[2 * i], s = t[2 * i + 1]
-            let a = src[2 * i], b = src[2 * i + 1]
-            dst[2 * i] = a * c - b * s
-            dst[2 * i + 1] = a * s + b * c
-        }
-        var i = ropeDim
-        while i < D { dst[i] = src[i]; i += 1 }
+        rope.rotate(src, table: ropeTable + p * ropeDim, into: dst)
     }
 
     public func attend(layer: Int, start: Int, count: Int,

@@ -42,7 +42,7 @@ public final class DenseAttention: Attention {
         self.config = config
         self.capacity = capacity
         self.pool = pool
-        rope = RoPE(headDim: config.headDim, ropeDim: config.ropeDim, base: config.ropeBase)
+        rope = RoPE(config: config)
         tiledCapacity = (capacity + 15) / 16 * 16
         keys = .allocate(capacity: config.layers * config.kvHeads * tiledCapacity * config.headDim)
         values = .allocate(capacity: config.layers * config.kvHeads * capacity * config.headDim)

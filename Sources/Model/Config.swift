@@ -13,7 +13,7 @@ public enum ModelError: Error, CustomStringConvertible {
         switch self {
         case .gguf(let e): e.description
         case .unsupportedArchitecture(let p, let a):
-            "\(p): unsupported model architecture '\(a)' (supported: llama)"
+            "\(p): unsupported model architecture '\(a)' (supported: \(ArchitectureFeatures.known.keys.sorted().joined(separator: ", ")))"
         case .unsupportedTensorType(let p, let t, let ty):
             "\(p): tensor '\(t)' has type \(ty), which the engine cannot compute with (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"
         case .badShape(let p, let t, let e, let f): "\(p): tensor '\(t)' has shape \(f), expected \(e)"
@@ -23,10 +23,45 @@ public enum ModelError: Error, CustomStringConvertible {
     }
 }
 
-/// Hyperparameters of a Llama-architecture model, read from GGUF metadata (`{arch}.*` keys).
+/// How RoPE pairs the dimensions of a head it rotates (ggml `rope_type`).
+public enum RoPEPairing: String, Sendable, Equatable {
+    /// `GGML_ROPE_TYPE_NORM` (llama): pair i is (x[2i], x[2i+1]).
+    case interleaved
+    /// `GGML_ROPE_TYPE_NEOX` (qwen2, and GPT-NeoX-derived models): pair i is (x[i], x[i + ropeDim/2]).
+    case neox
+}
+
+/// What one architecture's forward pass does beyond the Llama baseline (RMSNorm, RoPE, GQA, SwiGLU).
+///
+/// The forward pass branches on these fields, never on the architecture's name: a new architecture is a
+/// new row of `known` plus whatever new feature it needs (Docs/ARCHITECTURES.md lists qwen3's and gemma3's).
+public struct ArchitectureFeatures: Sendable, Equatable {
+    /// Q, K and V projections carry a bias vector (`blk.N.attn_{q,k,v}.bias`), added after the matmul.
+    public var qkvBias: Bool
+    /// RoPE dimension pairing.
+    public var ropePairing: RoPEPairing
+
+    /// Features of a plain Llama model.
+    public init(qkvBias: Bool = false, ropePairing: RoPEPairing = .interleaved) {
+        self.qkvBias = qkvBias
+        self.ropePairing = ropePairing
+    }
+
+    /// The architectures the engine runs, by `general.architecture` (llama.cpp's llm_arch names; the
+    /// features follow its llama.cpp graph builders `llm_build_llama` and `llm_build_qwen2` and
+    /// `llama_model_rope_type`, which maps LLM_ARCH_QWEN2 to NEOX).
+    public static let known: [String: ArchitectureFeatures] = [
+        "llama": ArchitectureFeatures(),
+        "qwen2": ArchitectureFeatures(qkvBias: true, ropePairing: .neox),
+    ]
+}
+
+/// Hyperparameters of a Llama-family model, read from GGUF metadata (`{arch}.*` keys).
 public struct ModelConfig: Sendable, Equatable {
     /// `general.architecture`.
     public var architecture: String
+    /// What the forward pass does for this architecture.
+    public var features: ArchitectureFeatures
     /// Number of transformer blocks.
     public var layers: Int
     /// Residual stream width.
@@ -51,9 +86,12 @@ public struct ModelConfig: Sendable, Equatable {
     public var trainedContext: Int
 
     /// Memberwise initializer (tests build tiny configs).
-    public init(architecture: String = "llama", layers: Int, dim: Int, ffnDim: Int, heads: Int, kvHeads: Int,
-                vocabSize: Int, ropeBase: Double = 10000, ropeDim: Int? = nil, rmsEps: Float = 1e-5, trainedContext: Int = 2048) {
+    /// `features` defaults to the architecture's entry in `ArchitectureFeatures.known` (Llama's if unknown).
+    public init(architecture: String = "llama", features: ArchitectureFeatures? = nil, layers: Int, dim: Int, ffnDim: Int,
+                heads: Int, kvHeads: Int, vocabSize: Int, ropeBase: Double = 10000, ropeDim: Int? = nil, rmsEps: Float = 1e-5,
+                trainedContext: Int = 2048) {
         self.architecture = architecture
+        self.features = features ?? ArchitectureFeatures.known[architecture] ?? ArchitectureFeatures()
         self.layers = layers
         self.dim = dim
         self.ffnDim = ffnDim
@@ -67,10 +105,10 @@ public struct ModelConfig: Sendable, Equatable {
         self.trainedContext = trainedContext
     }
 
-    /// Architectures whose GGUF tensors and math are the Llama layout.
-    public static let supportedArchitectures: Set<String> = ["llama"]
+    /// Architectures the engine runs (`ArchitectureFeatures.known`).
+    public static var supportedArchitectures: Set<String> { Set(ArchitectureFeatures.known.keys) }
 
-    /// Reads the config of `file`, refusing architectures that are not Llama-family.
+    /// Reads the config of `file`, refusing architectures the engine does not describe.
     public init(gguf file: GGUFFile) throws(ModelError) {
         let arch: String
         do { arch = try file.string("general.architecture") } catch { throw .gguf(error) }

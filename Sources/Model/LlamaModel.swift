@@ -15,11 +15,15 @@ public enum LogitRows: Sendable {
 struct Block {
     let attnNorm: [Float]
     let wq, wk, wv, wo: PackedMatrix
+    /// Q, K, V biases (`ArchitectureFeatures.qkvBias`), else nil.
+    let bq, bk, bv: [Float]?
     let ffnNorm: [Float]
     let wGate, wUp, wDown: PackedMatrix
 }
 
-/// A Llama-architecture transformer on CPU: RMSNorm, RoPE, grouped-query attention, SwiGLU.
+/// A Llama-family transformer on CPU: RMSNorm, RoPE, grouped-query attention, SwiGLU, with the
+/// variations its `ModelConfig.features` describe (Q/K/V biases, RoPE pairing) — one forward pass for
+/// every architecture in `ArchitectureFeatures.known`.
 ///
 /// Weights are repacked once at load into the kernels' interleaved quantized layout; the GGUF mapping
 /// stays open for the embedding rows. Scratch buffers for a batch of up to `maxBatch` tokens are
@@ -86,12 +90,16 @@ public final class LlamaModel {
         var bs = [Block]()
         for l in 0..<c.layers {
             let p = "blk.\(l)."
+            let bias = c.features.qkvBias
             bs.append(Block(
                 attnNorm: try vector(p + "attn_norm.weight", c.dim),
                 wq: try matrix(p + "attn_q.weight", rows: c.dim, cols: c.dim),
                 wk: try matrix(p + "attn_k.weight", rows: kvDim, cols: c.dim),
                 wv: try matrix(p + "attn_v.weight", rows: kvDim, cols: c.dim),
                 wo: try matrix(p + "attn_output.weight", rows: c.dim, cols: c.dim),
+                bq: bias ? try vector(p + "attn_q.bias", c.dim) : nil,
+                bk: bias ? try vector(p + "attn_k.bias", kvDim) : nil,
+                bv: bias ? try vector(p + "attn_v.bias", kvDim) : nil,
                 ffnNorm: try vector(p + "ffn_norm.weight", c.dim),
                 wGate: try matrix(p + "ffn_gate.weight", rows: c.ffnDim, cols: c.dim),
                 wUp: try matrix(p + "ffn_up.weight", rows: c.ffnDim, cols: c.dim),
@@ -148,6 +156,12 @@ public final class LlamaModel {
             matmul(b.wq, actDim, tokens: n, into: q, pool: pool)
             matmul(b.wk, actDim, tokens: n, into: k, pool: pool)
             matmul(b.wv, actDim, tokens: n, into: v, pool: pool)
+            // Biases (qwen2: llm_build_qwen2 adds them right after each projection, before RoPE).
+            if let bq = b.bq, let bk = b.bk, let bv = b.bv {
+                Self.addRows(bq, to: q, rows: n)
+                Self.addRows(bk, to: k, rows: n)
+                Self.addRows(bv, to: v, rows: n)
+            }
             // Attention (positions applied by the implementation). att: [n, heads, headDim]
             try attention.attend(layer: l, start: start, count: n, q: q, k: k, v: v, out: att)
             // Output projection and residual.                  x += Wo · att
@@ -187,5 +201,12 @@ public final class LlamaModel {
         actDim.quantize(xb, tokens: rows)
         matmul(output, actDim, tokens: rows, into: logits, pool: pool)
         return UnsafeBufferPointer(start: logits, count: rows * c.vocabSize)
+    }
+
+    /// Adds `bias` to each of `rows` consecutive rows of its width at `x`.
+    private static func addRows(_ bias: [Float], to x: UnsafeMutablePointer<Float>, rows: Int) {
+        bias.withUnsafeBufferPointer { b in
+            for r in 0..<rows { Ops.add(b.baseAddress!, into: x + r * b.count, b.count) }
+        }
     }
 }

@@ -84,21 +84,30 @@ import Glibc
 import Darwin
 #endif
 
-/// Rotary position embedding in ggml's "normal" (non-NeoX) layout: pairs (x[2i], x[2i+1]) rotate by
-/// angle p · base^(-2i/ropeDim) (RoFormer eq. 34; llama.cpp `rope_type = NORM` for the llama arch).
+/// Rotary position embedding (RoFormer eq. 34): pair i of a head rotates by angle p · base^(-2i/ropeDim).
+/// Which two dimensions form pair i is the `pairing` (ggml `rope_type`): (x[2i], x[2i+1]) for llama
+/// (NORM), (x[i], x[i + ropeDim/2]) for qwen2 (NEOX); dimensions past `ropeDim` pass through.
 public struct RoPE: Sendable {
     /// Head width.
     public let headDim: Int
     /// Rotated dimensions (≤ headDim).
     public let ropeDim: Int
+    /// Which dimensions are rotated together.
+    public let pairing: RoPEPairing
     /// Inverse frequencies, one per pair.
     public let invFreq: [Double]
 
     /// A RoPE for heads of `headDim` with the first `ropeDim` dims rotated.
-    public init(headDim: Int, ropeDim: Int, base: Double) {
+    public init(headDim: Int, ropeDim: Int, base: Double, pairing: RoPEPairing = .interleaved) {
         self.headDim = headDim
         self.ropeDim = ropeDim
+        self.pairing = pairing
         invFreq = (0..<ropeDim / 2).map { i in pow(base, -Double(2 * i) / Double(ropeDim)) }
+    }
+
+    /// The RoPE a model with `config` uses.
+    public init(config: ModelConfig) {
+        self.init(headDim: config.headDim, ropeDim: config.ropeDim, base: config.ropeBase, pairing: config.features.ropePairing)
     }
 
     /// Fills `table` with [cos, sin] pairs for `position`: 2 · ropeDim/2 floats.
@@ -112,17 +121,32 @@ public struct RoPE: Sendable {
         }
     }
 
-    /// Rotates `heads` consecutive head vectors at `x` using a table from `fillTable`.
+    /// Rotates `heads` consecutive head vectors at `x` in place using a table from `fillTable`.
     @inline(__always)
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, table: UnsafePointer<Float>) {
         for h in 0..<heads {
             let v = x + h * headDim
-            for i in 0..<ropeDim / 2 {
-                let c = table[2 * i], s = table[2 * i + 1]
-                let a = v[2 * i], b = v[2 * i + 1]
-                v[2 * i] = a * c - b * s
-                v[2 * i + 1] = a * s + b * c
-            }
+            rotate(v, table: table, into: v)
+        }
+    }
+
+    /// Rotates one head `src` into `dst` (which may be `src`) using a table from `fillTable`;
+    /// dimensions past `ropeDim` are copied.
+    @inline(__always)
+    public func rotate(_ src: UnsafePointer<Float>, table t: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        let half = ropeDim / 2
+        // Pair i is (src[i·stride], src[i·stride + offset]).
+        let (stride, offset) = pairing == .interleaved ? (2, 1) : (1, half)
+        for i in 0..<half {
+            let c = t[2 * i], s = t[2 * i + 1]
+            let ia = i * stride, ib = ia + offset
+            let a = src[ia], b = src[ib]
+            dst[ia] = a * c - b * s
+            dst[ib] = a * s + b * c
+        }
+        if UnsafePointer(dst) != src {
+            var i = ropeDim
+            while i < headDim { dst[i] = src[i]; i += 1 }
         }
     }
 }

@@ -15,16 +15,20 @@ enum PreTokenizerKind: Sendable, Equatable {
     case gpt2IndividualDigits
     /// Llama 3: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
     case llama3
+    /// Qwen2: Llama 3's regex with `\p{N}` (one digit per pre-token) instead of `\p{N}{1,3}`
+    /// (llama.cpp LLAMA_VOCAB_PRE_TYPE_QWEN2, unicode_regex_split_custom_qwen2).
+    case qwen2
     /// llama.cpp's fallback: `[\p{P}\$\+<=>\^~\|]+`, the GPT-2 regex, `\p{N}+`, `[0-9][0-9][0-9]`.
     case `default`
 
-    enum Step { case individualNumbers, numberRuns, punctuationRuns, asciiDigitTriples, gpt2, llama3 }
+    enum Step { case individualNumbers, numberRuns, punctuationRuns, asciiDigitTriples, gpt2, llama3, qwen2 }
 
     var steps: [Step] {
         switch self {
         case .gpt2: [.gpt2]
         case .gpt2IndividualDigits: [.individualNumbers, .gpt2]
         case .llama3: [.llama3]
+        case .qwen2: [.qwen2]
         case .default: [.punctuationRuns, .gpt2, .numberRuns, .asciiDigitTriples]
         }
     }
@@ -38,6 +42,7 @@ enum PreTokenizerKind: Sendable, Equatable {
             m[n] = .gpt2IndividualDigits
         }
         for n in ["llama3", "llama-v3", "llama-bpe", "falcon3", "dbrx", "smaug-bpe"] { m[n] = .llama3 }
+        for n in ["qwen2", "deepseek-r1-qwen", "megrez"] { m[n] = .qwen2 }
         return m
     }()
 
@@ -69,7 +74,8 @@ struct PreTokenizerSplitter {
                 case .punctuationRuns: classRuns(start, end, &out, Self.isDefaultPunctuation)
                 case .asciiDigitTriples: asciiDigitTriples(start, end, &out)
                 case .gpt2: gpt2(start, end, &out)
-                case .llama3: llama3(start, end, &out)
+                case .llama3: llama3(start, end, &out, digits: 3)
+                case .qwen2: llama3(start, end, &out, digits: 1)
                 }
                 start = end
             }
@@ -204,7 +210,8 @@ struct PreTokenizerSplitter {
         }
     }
 
-    private func llama3(_ s: Int, _ e: Int, _ out: inout [Int32]) {
+    /// Llama 3's matcher; `digits` is the longest number pre-token (3 for llama3, 1 for qwen2's `\p{N}`).
+    private func llama3(_ s: Int, _ e: Int, _ out: inout [Int32], digits: Int) {
         let wln = CPClass.whitespace | CPClass.letter | CPClass.number
         @inline(__always) func lower(_ c: UInt32) -> UInt32 { (c >= 0x41 && c <= 0x5A) ? c + 32 : c }
         var pos = s
@@ -232,12 +239,12 @@ struct PreTokenizerSplitter {
                     out.append(Int32(pos)); continue
                 }
             }
-            // \p{N}{1,3}
+            // \p{N}{1,3} (llama3) or \p{N} (qwen2)
             if f & CPClass.number != 0 {
                 var ini = pos
                 while pos < e && fl[pos] & CPClass.number != 0 {
                     pos += 1
-                    if pos - ini >= 3 { out.append(Int32(pos)); ini = pos }
+                    if pos - ini >= digits { out.append(Int32(pos)); ini = pos }
                 }
                 if pos > ini { out.append(Int32(pos)) }
                 continue

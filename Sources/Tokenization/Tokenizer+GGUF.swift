@@ -69,7 +69,8 @@ extension TokenizerVocabulary {
             eotID: try id("tokenizer.ggml.eot_token_id"),
             eomID: try id("tokenizer.ggml.eom_token_id"),
             addBOS: try bool("tokenizer.ggml.add_bos_token"),
-            addSpacePrefix: try bool("tokenizer.ggml.add_space_prefix"))
+            addSpacePrefix: try bool("tokenizer.ggml.add_space_prefix"),
+            chatTemplate: try string("tokenizer.chat_template"))
     }
 }
 

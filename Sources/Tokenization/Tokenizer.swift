@@ -30,6 +30,8 @@ public final class Tokenizer: Sendable {
     public let addSpacePrefix: Bool
     /// Tokens that end generation: EOS, EOT, EOM and the end-of-turn strings llama.cpp recognizes.
     public let endOfGenerationIDs: Set<Int32>
+    /// The model's chat template source (`tokenizer.chat_template`), if any; `ChatTemplate` reads its default system line.
+    public let chatTemplate: String?
 
     let tokens: [String]
     private let types: [TokenType]
@@ -126,6 +128,7 @@ public final class Tokenizer: Sendable {
         paddingID = valid(v.paddingID)
         eotID = eot
         endOfGenerationIDs = eog
+        chatTemplate = v.chatTemplate
 
         switch v.model {
         case .gpt2:

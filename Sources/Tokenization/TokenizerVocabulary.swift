@@ -52,13 +52,15 @@ public struct TokenizerVocabulary: Sendable {
     public var addBOS: Bool?
     /// SentencePiece only: prepend a space to text (`tokenizer.ggml.add_space_prefix`); nil: true, as llama.cpp.
     public var addSpacePrefix: Bool?
+    /// The model's chat template (`tokenizer.chat_template`, Jinja source), if the file has one.
+    public var chatTemplate: String?
 
     /// Every field but the model and tokens is optional; see the properties.
     public init(
         model: Model, preTokenizer: String? = nil, tokens: [String], tokenTypes: [TokenType] = [],
         scores: [Float] = [], merges: [String] = [], bosID: Int32? = nil, eosID: Int32? = nil,
         unknownID: Int32? = nil, paddingID: Int32? = nil, eotID: Int32? = nil, eomID: Int32? = nil,
-        addBOS: Bool? = nil, addSpacePrefix: Bool? = nil
+        addBOS: Bool? = nil, addSpacePrefix: Bool? = nil, chatTemplate: String? = nil
     ) {
         self.model = model
         self.preTokenizer = preTokenizer
@@ -74,5 +76,6 @@ public struct TokenizerVocabulary: Sendable {
         self.eomID = eomID
         self.addBOS = addBOS
         self.addSpacePrefix = addSpacePrefix
+        self.chatTemplate = chatTemplate
     }
 }

@@ -3,9 +3,13 @@ import GGUF
 import Kernels
 import Model
 
-/// Builds small random Llama GGUFs for tests: real block formats (Q4_1, Q8_0, F32), a byte-level
+/// Builds small random Llama-family GGUFs for tests: real block formats (Q4_1, Q8_0, F32), a byte-level
 /// GPT-2 vocabulary with ChatML specials, and a plain-float reference forward pass to compare against.
+/// `architecture = "qwen2"` adds Q/K/V biases (NEOX RoPE follows from the architecture).
 public struct TinyModel {
+    public var architecture = "llama"
+    /// Writes a separate `output.weight` (Qwen2.5-0.5B's layout) instead of tying it to the embedding.
+    public var untiedOutput = false
     public var layers = 2
     public var dim = 64
     public var ffn = 96
@@ -60,23 +64,30 @@ public struct TinyModel {
             w.tensors[p + "ffn_gate.weight"] = ([dim, ffn], rand(dim * ffn, scale: 0.3))
             w.tensors[p + "ffn_up.weight"] = ([dim, ffn], rand(dim * ffn, scale: 0.3))
             w.tensors[p + "ffn_down.weight"] = ([ffn, dim], rand(dim * ffn, scale: 0.2))
+            if architecture == "qwen2" {
+                w.tensors[p + "attn_q.bias"] = ([dim], rand(dim, scale: 0.5))
+                w.tensors[p + "attn_k.bias"] = ([kvDim], rand(kvDim, scale: 0.5))
+                w.tensors[p + "attn_v.bias"] = ([kvDim], rand(kvDim, scale: 0.5))
+            }
         }
+        if untiedOutput { w.tensors["output.weight"] = ([dim, vocab], rand(dim * vocab, scale: 0.5)) }
         return w
     }
 
-    /// The GGUF bytes; matrices quantized to `matrixType`, the embedding to Q8_0 (tied output, as SmolLM2).
+    /// The GGUF bytes; matrices quantized to `matrixType`, the embedding and an untied output to Q8_0.
     public func gguf() -> (GGUFWriter, Weights) {
         var w = GGUFWriter()
-        w.set("general.architecture", .string("llama"))
+        let a = architecture
+        w.set("general.architecture", .string(a))
         w.set("general.name", .string("tiny-test"))
-        w.set("llama.block_count", .uint32(UInt32(layers)))
-        w.set("llama.embedding_length", .uint32(UInt32(dim)))
-        w.set("llama.feed_forward_length", .uint32(UInt32(ffn)))
-        w.set("llama.attention.head_count", .uint32(UInt32(heads)))
-        w.set("llama.attention.head_count_kv", .uint32(UInt32(kvHeads)))
-        w.set("llama.rope.freq_base", .float32(Float(ropeBase)))
-        w.set("llama.attention.layer_norm_rms_epsilon", .float32(1e-5))
-        w.set("llama.context_length", .uint32(4096))
+        w.set("\(a).block_count", .uint32(UInt32(layers)))
+        w.set("\(a).embedding_length", .uint32(UInt32(dim)))
+        w.set("\(a).feed_forward_length", .uint32(UInt32(ffn)))
+        w.set("\(a).attention.head_count", .uint32(UInt32(heads)))
+        w.set("\(a).attention.head_count_kv", .uint32(UInt32(kvHeads)))
+        w.set("\(a).rope.freq_base", .float32(Float(ropeBase)))
+        w.set("\(a).attention.layer_norm_rms_epsilon", .float32(1e-5))
+        w.set("\(a).context_length", .uint32(4096))
         let b2u = Self.byteToUnicode()
         let tokens = (0..<256).map { String(b2u[$0]) } + specials
         w.set("tokenizer.ggml.model", .string("gpt2"))
@@ -93,7 +104,7 @@ public struct TinyModel {
             if dims.count == 1 {
                 w.addTensor(name, dims: dims, floats: values)
             } else {
-                let type: TensorType = name == "token_embd.weight" ? .q8_0 : matrixType
+                let type: TensorType = name == "token_embd.weight" || name == "output.weight" ? .q8_0 : matrixType
                 w.addTensor(name, dims: dims, type: type, data: Self.quantize(values, type: type))
             }
         }
@@ -182,13 +193,18 @@ public struct ReferenceForward {
         return zip(x, w).map { $0 * s * $1 }
     }
 
+    /// RoPE of one head at `offset`: ggml NORM pairs (2i, 2i+1) for llama, NEOX pairs (i, i + n/2) for qwen2
+    /// (ggml_rope_ext's two layouts; the architecture decides, as llama_model_rope_type does).
     func rope(_ v: inout [Float], offset: Int, position: Int) {
-        for i in 0..<c.ropeDim / 2 {
+        let neox = c.architecture == "qwen2"
+        let half = c.ropeDim / 2
+        for i in 0..<half {
             let theta = Double(position) * pow(c.ropeBase, -Double(2 * i) / Double(c.ropeDim))
             let (cs, sn) = (Float(cos(theta)), Float(sin(theta)))
-            let (a, b) = (v[offset + 2 * i], v[offset + 2 * i + 1])
-            v[offset + 2 * i] = a * cs - b * sn
-            v[offset + 2 * i + 1] = a * sn + b * cs
+            let (ia, ib) = neox ? (offset + i, offset + i + half) : (offset + 2 * i, offset + 2 * i + 1)
+            let (a, b) = (v[ia], v[ib])
+            v[ia] = a * cs - b * sn
+            v[ib] = a * sn + b * cs
         }
     }
 
@@ -287,10 +303,16 @@ public struct ReferenceForward {
             for (pos, x) in xs.enumerated() {
                 let h = rmsNorm(x, an)
                 var q = matvec(wq, h, rows: D), k = matvec(wk, h, rows: G * hd)
+                var v = matvec(wv, h, rows: G * hd)
+                if file.tensors[p + "attn_q.bias"] != nil {
+                    q = zip(q, tensor(p + "attn_q.bias")).map { $0 + $1 }
+                    k = zip(k, tensor(p + "attn_k.bias")).map { $0 + $1 }
+                    v = zip(v, tensor(p + "attn_v.bias")).map { $0 + $1 }
+                }
                 rawQ.append(q); rawK.append(k)
                 for hh in 0..<H { rope(&q, offset: hh * hd, position: pos) }
                 for g in 0..<G { rope(&k, offset: g * hd, position: pos) }
-                qs.append(q); ks.append(k); vs.append(matvec(wv, h, rows: G * hd))
+                qs.append(q); ks.append(k); vs.append(v)
             }
             for pos in 0..<xs.count {
                 var att = [Float](repeating: 0, count: D)
@@ -319,6 +341,7 @@ public struct ReferenceForward {
             }
         }
         let on = tensor("output_norm.weight")
-        return xs.map { matvec(emb, rmsNorm($0, on), rows: c.vocabSize) }
+        let out = file.tensors["output.weight"] != nil ? tensor("output.weight") : emb
+        return xs.map { matvec(out, rmsNorm($0, on), rows: c.vocabSize) }
     }
 }
