@@ -34,6 +34,14 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
     case missingKey(path: String, key: String)
     case wrongKeyType(path: String, key: String, expected: String)
     case missingTensor(path: String, tensor: String)
+    /// A metadata value that parses but cannot be right (alignment not a power of two, a count too large, …).
+    case badMetadata(path: String, key: String, reason: String)
+    /// Metadata arrays nested deeper than `GGUFLimits.maxArrayDepth`.
+    case nestingTooDeep(path: String, key: String, offset: Int)
+    /// A tensor whose data offset is not a multiple of the file's alignment.
+    case misalignedTensor(path: String, tensor: String, offset: Int, alignment: Int)
+    /// Two tensors whose data overlap.
+    case overlappingTensors(path: String, first: String, second: String)
 
     public var description: String {
         switch self {
@@ -54,8 +62,32 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
         case .missingKey(let p, let k): "\(p): missing metadata key '\(k)'"
         case .wrongKeyType(let p, let k, let e): "\(p): metadata key '\(k)' is not \(e)"
         case .missingTensor(let p, let t): "\(p): missing tensor '\(t)'"
+        case .badMetadata(let p, let k, let r): "\(p): bad metadata '\(k)': \(r)"
+        case .nestingTooDeep(let p, let k, let o):
+            "\(p): metadata key '\(k)' nests arrays deeper than \(GGUFLimits.maxArrayDepth) at offset \(o)"
+        case .misalignedTensor(let p, let t, let o, let a):
+            "\(p): tensor '\(t)' data offset \(o) is not a multiple of the alignment \(a)"
+        case .overlappingTensors(let p, let a, let b): "\(p): tensors '\(a)' and '\(b)' overlap in the file"
         }
     }
+}
+
+/// Bounds the reader enforces before it allocates anything a file asks for.
+///
+/// gguf.md bounds none of these; they are far above what any real model uses (vocabularies are
+/// ≤ 256 Ki tokens, arrays are one level deep, alignment is 32) and low enough that a hostile file
+/// cannot exhaust the stack or memory.
+public enum GGUFLimits {
+    /// Deepest nesting of metadata arrays (an array of arrays is depth 2).
+    public static let maxArrayDepth = 8
+    /// Most elements in one metadata array.
+    public static let maxArrayCount = 1 << 24
+    /// Largest `general.alignment` (a power of two).
+    public static let maxAlignment = 1 << 20
+    /// Most dimensions of a tensor (ggml's `GGML_MAX_DIMS`).
+    public static let maxDims = 4
+    /// Largest single dimension of a tensor.
+    public static let maxDimension = 1 << 40
 }
 
 /// Where one tensor lives in the file and what it holds.
@@ -96,10 +128,10 @@ public final class GGUFFile: @unchecked Sendable {
 
     private let base: UnsafeRawPointer
     private let mappedLength: Int
+    private let mapped: Bool
 
     /// Opens and validates `path`: header, every metadata value, every tensor's extent within the file.
-    public init(path: String) throws(GGUFError) {
-        self.path = path
+    public convenience init(path: String) throws(GGUFError) {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -107,23 +139,41 @@ public final class GGUFFile: @unchecked Sendable {
         guard fstat(fd, &st) == 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw .cannotOpen(path: path, reason: "not a regular file") }
         let size = Int(st.st_size)
-        fileSize = size
         guard size >= 4 else {
             throw .truncated(path: path, offset: 0, needed: 4, fileSize: size, reading: "magic")
         }
         guard let m = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), m != MAP_FAILED else {
             throw .cannotOpen(path: path, reason: "mmap failed: " + String(cString: strerror(errno)))
         }
-        base = UnsafeRawPointer(m)
+        try self.init(path: path, base: UnsafeRawPointer(m), size: size, mapped: true)
+    }
+
+    /// Parses a GGUF image held in memory (the fuzz targets and tests use this); `name` stands for the
+    /// path in errors. The bytes are copied.
+    public convenience init(bytes: [UInt8], name: String = "<memory>") throws(GGUFError) {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        bytes.withUnsafeBytes { if let b = $0.baseAddress { p.copyMemory(from: b, byteCount: bytes.count) } }
+        try self.init(path: name, base: UnsafeRawPointer(p), size: bytes.count, mapped: false)
+    }
+
+    /// Parses the image at `base` and takes ownership of it (unmapped or freed on error and in `deinit`).
+    private init(path: String, base: UnsafeRawPointer, size: Int, mapped: Bool) throws(GGUFError) {
+        self.path = path
+        self.base = base
         mappedLength = size
+        self.mapped = mapped
+        fileSize = size
         do {
             var r = Reader(base: base, size: size, path: path)
             let magic = try r.u32("magic")
             guard magic == 0x4655_4747 else { throw GGUFError.notGGUF(path: path, magic: magic) }
             version = try r.u32("version")
             guard version == 2 || version == 3 else { throw GGUFError.unsupportedVersion(path: path, version: version) }
-            let tensorCount = try r.count("tensor count")
-            let kvCount = try r.count("metadata count")
+            // Each tensor info takes at least 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset)
+            // bytes, each key/value at least 8 (key length) + 4 (type) + 1 (a u8 value): counts beyond what the
+            // rest of the file can hold are refused before anything is reserved for them.
+            let tensorCount = try r.count("tensor count", minItemBytes: 32)
+            let kvCount = try r.count("metadata count", minItemBytes: 13)
             var md = [String: GGUFValue]()
             var keys = [String]()
             for _ in 0..<kvCount {
@@ -133,27 +183,36 @@ public final class GGUFFile: @unchecked Sendable {
                 guard let t = GGUFValueType(rawValue: rawType) else {
                     throw GGUFError.invalidValueType(path: path, offset: typeOffset, type: rawType, key: key)
                 }
-                let v = try r.value(t, key: key)
+                let v = try r.value(t, key: key, depth: 0)
                 guard md.updateValue(v, forKey: key) == nil else { throw GGUFError.duplicateKey(path: path, key: key) }
                 keys.append(key)
             }
             metadata = md
             metadataKeys = keys
-            let align = md["general.alignment"]?.intValue ?? 32
-            alignment = align > 0 ? align : 32
+            // gguf.md: `general.alignment` is a u32, a nonzero power of two; 32 when absent.
+            if let a = md["general.alignment"] {
+                guard let align = a.intValue, align > 0, align & (align - 1) == 0, align <= GGUFLimits.maxAlignment else {
+                    throw GGUFError.badMetadata(path: path, key: "general.alignment",
+                                                reason: "\(a) is not a power of two in 1...\(GGUFLimits.maxAlignment)")
+                }
+                alignment = align
+            } else {
+                alignment = 32
+            }
 
             struct Raw { let name: String; let dims: [Int]; let type: UInt32; let offset: UInt64 }
             var raws = [Raw]()
+            raws.reserveCapacity(tensorCount)
             for _ in 0..<tensorCount {
                 let name = try r.string("tensor name")
                 let nd = try r.u32("dimension count of '\(name)'")
-                guard nd >= 1, nd <= 4 else {
+                guard nd >= 1, nd <= GGUFLimits.maxDims else {
                     throw GGUFError.badTensorShape(path: path, tensor: name, dims: [], reason: "\(nd) dimensions")
                 }
                 var dims = [Int]()
                 for _ in 0..<nd {
                     let d = try r.u64("dimensions of '\(name)'")
-                    guard d > 0, d < 1 << 40 else {
+                    guard d > 0, d <= UInt64(GGUFLimits.maxDimension) else {
                         throw GGUFError.badTensorShape(path: path, tensor: name, dims: dims + [Int(truncatingIfNeeded: d)], reason: "dimension out of range")
                     }
                     dims.append(Int(d))
@@ -182,26 +241,45 @@ public final class GGUFFile: @unchecked Sendable {
                 guard raw.offset < UInt64(size) else {
                     throw GGUFError.tensorOutOfBounds(path: path, tensor: raw.name, start: dataStart + Int(truncatingIfNeeded: raw.offset & 0xFFFF_FFFF_FFFF), end: -1, fileSize: size)
                 }
+                // gguf.md: every offset is a multiple of `general.alignment` (relative to the data section,
+                // which itself starts aligned).
+                guard raw.offset % UInt64(alignment) == 0 else {
+                    throw GGUFError.misalignedTensor(path: path, tensor: raw.name, offset: Int(raw.offset), alignment: alignment)
+                }
                 let start = dataStart + Int(raw.offset)
-                guard start + bytes <= size else {
-                    throw GGUFError.tensorOutOfBounds(path: path, tensor: raw.name, start: start, end: start + bytes, fileSize: size)
+                guard bytes <= size, start <= size - bytes else {
+                    throw GGUFError.tensorOutOfBounds(path: path, tensor: raw.name, start: start, end: start &+ bytes, fileSize: size)
                 }
                 guard infos[raw.name] == nil else { throw GGUFError.duplicateKey(path: path, key: "tensor " + raw.name) }
                 infos[raw.name] = GGUFTensorInfo(name: raw.name, dims: raw.dims, type: type, fileOffset: start, byteCount: bytes)
                 names.append(raw.name)
             }
+            // No two tensors may share bytes: a writer that did so (or a crafted file) would make one
+            // tensor's weights another's.
+            let byStart = names.compactMap { infos[$0] }.filter { $0.byteCount > 0 }.sorted { $0.fileOffset < $1.fileOffset }
+            for (a, b) in zip(byStart, byStart.dropFirst()) where a.fileOffset + a.byteCount > b.fileOffset {
+                throw GGUFError.overlappingTensors(path: path, first: a.name, second: b.name)
+            }
             tensors = infos
             tensorNames = names
         } catch let e as GGUFError {
-            munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+            Self.release(base, size, mapped: mapped)
             throw e
         } catch {
-            munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+            Self.release(base, size, mapped: mapped)
             fatalError("unreachable: \(error)")
         }
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), mappedLength) }
+    private static func release(_ base: UnsafeRawPointer, _ length: Int, mapped: Bool) {
+        if mapped {
+            munmap(UnsafeMutableRawPointer(mutating: base), length)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
+    }
+
+    deinit { Self.release(base, mappedLength, mapped: mapped) }
 
     /// Pointer to a tensor's data inside the mapping (valid while `self` lives).
     public func data(of tensor: GGUFTensorInfo) -> UnsafeRawPointer {
@@ -259,14 +337,28 @@ private struct Reader {
     mutating func u32(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt32 { try load(UInt32.self, what()) }
     mutating func u64(_ what: @autoclosure () -> String) throws(GGUFError) -> UInt64 { try load(UInt64.self, what()) }
 
-    /// A u64 count that must fit the remaining bytes (each item takes at least one byte).
-    mutating func count(_ what: @autoclosure () -> String) throws(GGUFError) -> Int {
+    /// A u64 count of items of at least `minItemBytes` each that must fit the remaining bytes, checked
+    /// before anything is allocated for them.
+    mutating func count(_ what: @autoclosure () -> String, minItemBytes: Int = 1) throws(GGUFError) -> Int {
         let at = offset
         let n = try u64(what())
-        guard n <= UInt64(size - offset) else {
-            throw .truncated(path: path, offset: at, needed: Int(min(n, UInt64(Int.max))), fileSize: size, reading: what())
+        let remaining = UInt64(size - offset)
+        let (need, o) = n.multipliedReportingOverflow(by: UInt64(minItemBytes))
+        guard !o, n == 0 || need <= remaining else {
+            throw .truncated(path: path, offset: at, needed: o ? Int.max : Int(min(need, UInt64(Int.max))), fileSize: size, reading: what())
         }
         return Int(n)
+    }
+
+    /// Fewest bytes one value of type `t` takes.
+    static func minBytes(_ t: GGUFValueType) -> Int {
+        switch t {
+        case .uint8, .int8, .bool: 1
+        case .uint16, .int16: 2
+        case .uint32, .int32, .float32: 4
+        case .uint64, .int64, .float64, .string: 8
+        case .array: 12
+        }
     }
 
     mutating func string(_ what: @autoclosure () -> String) throws(GGUFError) -> String {
@@ -281,7 +373,8 @@ private struct Reader {
         return s
     }
 
-    mutating func value(_ t: GGUFValueType, key: String) throws(GGUFError) -> GGUFValue {
+    /// One value of type `t`; `depth` counts the arrays it sits in (bounded, so the recursion is too).
+    mutating func value(_ t: GGUFValueType, key: String, depth: Int) throws(GGUFError) -> GGUFValue {
         switch t {
         case .uint8: return .uint8(try load(UInt8.self, "value of '\(key)'"))
         case .int8: return .int8(try load(Int8.self, "value of '\(key)'"))
@@ -297,14 +390,19 @@ private struct Reader {
         case .string: return .string(try string("value of '\(key)'"))
         case .array:
             let typeOffset = offset
+            guard depth < GGUFLimits.maxArrayDepth else { throw .nestingTooDeep(path: path, key: key, offset: typeOffset) }
             let raw = try u32("array type of '\(key)'")
             guard let et = GGUFValueType(rawValue: raw) else {
                 throw .invalidValueType(path: path, offset: typeOffset, type: raw, key: key)
             }
-            let n = try count("array length of '\(key)'")
+            let countOffset = offset
+            let n = try count("array length of '\(key)'", minItemBytes: Self.minBytes(et))
+            guard n <= GGUFLimits.maxArrayCount else {
+                throw .badMetadata(path: path, key: key, reason: "array of \(n) elements at offset \(countOffset) (at most \(GGUFLimits.maxArrayCount))")
+            }
             var items = [GGUFValue]()
             items.reserveCapacity(n)
-            for _ in 0..<n { items.append(try value(et, key: key)) }
+            for _ in 0..<n { items.append(try value(et, key: key, depth: depth + 1)) }
             return .array(elementType: et, items)
         }
     }

@@ -6,6 +6,8 @@ public struct GGUFWriter {
     private var tensorList: [(name: String, dims: [Int], type: TensorType, data: [UInt8])] = []
     /// Data alignment written to `general.alignment`.
     public var alignment: Int
+    /// Data offsets to write instead of the computed ones, by tensor name (tests build broken files with it).
+    public var offsetOverrides: [String: Int] = [:]
 
     /// An empty file description.
     public init(alignment: Int = 32) { self.alignment = alignment }
@@ -84,7 +86,7 @@ public struct GGUFWriter {
             put(UInt32(t.dims.count))
             for d in t.dims { put(UInt64(d)) }
             put(t.type.rawValue)
-            put(UInt64(off))
+            put(UInt64(offsetOverrides[t.name] ?? off))
         }
         func pad() { while out.count % alignment != 0 { out.append(0) } }
         pad()

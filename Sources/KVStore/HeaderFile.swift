@@ -123,13 +123,21 @@ enum HeaderFile {
             guard let precision = KVPrecision(rawValue: load32(p, 124)) else {
                 throw StoreError.inconsistent(path: path, what: "precision", offset: 124, expected: "0 (f16) or 1 (q8)", found: "\(load32(p, 124))")
             }
+            // u64 counts beyond Int (a crafted header with a valid CRC) are errors, not traps.
+            func count(_ o: Int, _ what: String) throws -> Int {
+                let v = load64(p, o)
+                guard v <= UInt64(Int.max) else {
+                    throw StoreError.inconsistent(path: path, what: what, offset: o, expected: "at most \(Int.max)", found: "\(v)")
+                }
+                return Int(v)
+            }
             let g = StoreGeometry(layers: u(96), kvHeads: u(100), queryHeads: u(104), headDim: u(108), chunkSize: u(112),
                                   floatsPerPage: u(116), featureFloatsPerChunk: u(120), precision: precision)
             return StoreHeader(
                 formatVersion: v, storeID: Array(r[16..<32]), modelFingerprint: Array(r[32..<64]),
                 tokenizerFingerprint: Array(r[64..<96]), geometry: g, flags: load32(p, 12),
-                chunkCount: Int(load64(p, 128)), tokenCount: Int(load64(p, 136)), sourceBytesConsumed: load64(p, 144),
-                pagesBytes: Int(load64(p, 152)), commitSequence: load64(p, 160),
+                chunkCount: try count(128, "committed chunks"), tokenCount: try count(136, "committed tokens"),
+                sourceBytesConsumed: load64(p, 144), pagesBytes: try count(152, "committed bytes of pages"), commitSequence: load64(p, 160),
                 blob: Array(r[headerFixedBytes..<(headerFixedBytes + blobBytes)]))
         }
     }

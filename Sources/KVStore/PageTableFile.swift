@@ -56,7 +56,7 @@ struct PageTableRecord: Equatable {
                                 featuresCRC: load32(p, 16 * layers + 4))
         r.offsets.reserveCapacity(layers)
         for l in 0..<layers {
-            r.offsets.append(Int(load64(p, 16 * l)))
+            r.offsets.append(try pageOffset(p, layer: l, path: path, chunk: chunk, offset: offset))
             r.storedBytes.append(Int(load32(p, 16 * l + 8)))
             r.dataCRCs.append(load32(p, 16 * l + 12))
         }
@@ -72,6 +72,18 @@ struct PageTableRecord: Equatable {
             throw StoreError.checksumMismatch(path: path, what: "page-table record of chunk \(chunk)", offset: offset,
                                               expected: stored, found: computed)
         }
-        return (Int(load64(p, 16 * layer)), Int(load32(p, 16 * layer + 8)), load32(p, 16 * layer + 12), Int(load32(p, 16 * layers)))
+        return (try pageOffset(p, layer: layer, path: path, chunk: chunk, offset: offset), Int(load32(p, 16 * layer + 8)),
+                load32(p, 16 * layer + 12), Int(load32(p, 16 * layers)))
+    }
+
+    /// The u64 page offset of `layer`; one that no file can reach (beyond 2^56 bytes) is an error, not a
+    /// trap, even under a valid CRC (a crafted file), and sums of an offset and u32 lengths cannot overflow.
+    private static func pageOffset(_ p: UnsafeRawPointer, layer: Int, path: String, chunk: Int, offset: Int) throws -> Int {
+        let v = load64(p, 16 * layer)
+        guard v <= 1 << 56 else {
+            throw StoreError.inconsistent(path: path, what: "page offset of chunk \(chunk), layer \(layer)", offset: offset + 16 * layer,
+                                          expected: "a file offset", found: "\(v)")
+        }
+        return Int(v)
     }
 }

@@ -61,10 +61,24 @@ final class StoreCore: @unchecked Sendable {
         try DataFileHeader.check(features, magic: featuresMagic, header: header, recordBytes: featureChunkBytes)
         try DataFileHeader.check(tokens, magic: tokensMagic, header: header, recordBytes: tokensRecordBytes)
         let c = header.chunkCount
+        // The committed lengths follow from the header's chunk count; a count whose files could not
+        // exist (a crafted header with a valid CRC) is an error before any arithmetic can overflow.
+        func committedBytes(_ recordBytes: Int) throws -> Int {
+            let (m, o1) = c.multipliedReportingOverflow(by: recordBytes)
+            let (total, o2) = m.addingReportingOverflow(dataFileHeaderBytes)
+            guard !o1, !o2, total <= 1 << 56 else {
+                throw StoreError.inconsistent(path: joinPath(dir, HeaderFile.name), what: "committed chunks", offset: 128,
+                                              expected: "a count whose records fit in a file", found: "\(c)")
+            }
+            return total
+        }
+        let tableBytes = try committedBytes(tableRecordBytes)
+        let featureBytes = try committedBytes(featureChunkBytes)
+        let tokenBytes = try committedBytes(tokensRecordBytes)
         let sizes = [(pages, header.pagesBytes, "committed pages"),
-                     (table, dataFileHeaderBytes + c * tableRecordBytes, "page table of \(c) committed chunks"),
-                     (features, dataFileHeaderBytes + c * featureChunkBytes, "features of \(c) committed chunks"),
-                     (tokens, dataFileHeaderBytes + c * tokensRecordBytes, "tokens of \(c) committed chunks")]
+                     (table, tableBytes, "page table of \(c) committed chunks"),
+                     (features, featureBytes, "features of \(c) committed chunks"),
+                     (tokens, tokenBytes, "tokens of \(c) committed chunks")]
         for (f, need, what) in sizes {
             let have = try f.size()
             if have < need { throw StoreError.truncated(path: f.path, what: what, neededBytes: need, fileBytes: have) }
@@ -75,9 +89,9 @@ final class StoreCore: @unchecked Sendable {
         // Address space is reserved generously (it costs nothing until touched) so that the features
         // pointer handed to callers practically never changes during an ingest.
         pagesMap = try Mapping(file: pages, size: pagesEnd, minReserve: 4 << 30)
-        tableMap = try Mapping(file: table, size: dataFileHeaderBytes + c * tableRecordBytes, minReserve: 256 << 20)
-        featuresMap = try Mapping(file: features, size: dataFileHeaderBytes + c * featureChunkBytes, minReserve: 4 << 30)
-        tokensMap = try Mapping(file: tokens, size: dataFileHeaderBytes + c * tokensRecordBytes, minReserve: 256 << 20)
+        tableMap = try Mapping(file: table, size: tableBytes, minReserve: 256 << 20)
+        featuresMap = try Mapping(file: features, size: featureBytes, minReserve: 4 << 30)
+        tokensMap = try Mapping(file: tokens, size: tokenBytes, minReserve: 256 << 20)
     }
 
     func snapshot() -> Snapshot {

@@ -385,6 +385,11 @@ public final class StoreWriter {
             let r = try guarded { try core.tableRecord(s, count - 1) }
             let l = geometry.layers - 1
             newEnd = r.offsets[l] + pageHeaderBytes + r.storedBytes[l]
+            // Cutting chunks off never lengthens `pages`: a record that says so is damaged.
+            guard newEnd <= pagesEnd else {
+                throw StoreError.inconsistent(path: core.pages.path, what: "end of the last page of chunk \(count - 1)", offset: r.offsets[l],
+                                              expected: "at most \(pagesEnd)", found: "\(newEnd)")
+            }
             let t = try guarded { try core.tokensRecord(s, count - 1) }
             newLast = t.tokens.count
             newSource = t.byteRange.upperBound

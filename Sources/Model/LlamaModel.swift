@@ -54,6 +54,7 @@ public final class LlamaModel {
     /// Loads the model in `file`, checking every tensor's type and shape.
     public init(file: GGUFFile, threads: Int, maxBatch: Int = 256) throws(ModelError) {
         let c = try ModelConfig(gguf: file)
+        try c.validate(against: file)
         config = c
         self.file = file
         self.maxBatch = maxBatch
