@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The reproductions of issue 14 (CLI side): each must end with its documented exit code, one line on
+/// stderr, and nothing left on disk. Docs/ROBUSTNESS.md lists them.
+
+/// The built `longheads` binary.
+let longheadsBinary: String = {
+    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        .appendingPathComponent("longheads").path
+}()
+
+/// Runs `script` under /bin/sh with `$LH` set to the binary, in `cwd`, so that a test can close or redirect
+/// the standard streams (`<&-`, `>&-`, `> /dev/full`, `| head -1`). stdout and stderr go to files unless
+/// the script redirects them; `$?` of the last command is the status.
+func shell(_ script: String, cwd: String? = nil, timeout: Double = 120) throws -> CLIRun {
+    let id = UUID().uuidString.prefix(8)
+    let out = temp("sh-out-\(id)"), err = temp("sh-err-\(id)")
+    FileManager.default.createFile(atPath: out, contents: nil)
+    FileManager.default.createFile(atPath: err, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: out); try? FileManager.default.removeItem(atPath: err) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", script]
+    var e = ProcessInfo.processInfo.environment
+    e["LONGHEADS_HOME"] = NSTemporaryDirectory() + "longheads-cli-tests-home"
+    e["LH"] = longheadsBinary
+    p.environment = e
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    p.waitUntilExit()
+    return CLIRun(status: p.terminationStatus, stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+                  stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+}
+
+/// A fresh empty directory for one test.
+func scratchDirectory(_ name: String) throws -> String {
+    let d = temp("\(name)-\(UUID().uuidString.prefix(6))")
+    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+}
+
+/// Entries of a directory, sorted.
+func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
+
+@Suite struct RobustnessTests {
+    static let common = "--chunk 16 --attention 64 --progress none"
+
+    /// Issue 14: `ingest doc.txt --store x` trapped (SIGILL) in `deletingLastPathComponent`.
+    @Test func oneCharacterRelativeStoreName() throws {
+        let dir = try scratchDirectory("onechar")
+        let model = try TinyModel().write(name: "rb-onechar")
+        defer { for p in [dir, model] { try? FileManager.default.removeItem(atPath: p) } }
+        try "The quick brown fox jumps over the lazy dog.".write(toFile: dir + "/doc.txt", atomically: true, encoding: .utf8)
+        let r = try shell("\"$LH\" ingest doc.txt --store x --model '\(model)' \(Self.common)", cwd: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/x/header"))
+        let v = try shell("\"$LH\" verify --store x", cwd: dir)
+        #expect(v.status == 0, "\(v.stderr)")
+    }
+}
