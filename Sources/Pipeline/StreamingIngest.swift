@@ -40,7 +40,20 @@ public final class DocumentSource {
             ownsFD = true
         }
         var st = stat()
-        size = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
+        // A closed standard input (`<&-`), one open only for writing (the CLI parks /dev/null write-only on a
+        // closed fd 0 so that no other file takes its number) and a directory are refused here, by name,
+        // before any store is created.
+        let mode = path == "-" ? fcntl(fd, F_GETFL) : O_RDONLY
+        guard mode >= 0, mode & O_ACCMODE != O_WRONLY, fstat(fd, &st) == 0 else {
+            let reason = path == "-" ? "standard input is closed" : String(cString: strerror(errno))
+            if ownsFD { close(fd) }
+            throw PipelineError.cannotReadSource(name: name, reason: reason)
+        }
+        guard (st.st_mode & S_IFMT) != S_IFDIR else {
+            if ownsFD { close(fd) }
+            throw PipelineError.cannotReadSource(name: name, reason: "is a directory")
+        }
+        size = (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
         memory = nil
     }
 
@@ -249,10 +262,9 @@ final class BlockReader {
     init(source: DocumentSource, blockBytes: Int) throws {
         self.source = source
         buffer = .allocate(byteCount: max(1, blockBytes), alignment: 64)
-        do { try fill() } catch {
-            buffer.deallocate()
-            throw error
-        }
+        // No deallocation here if `fill` throws: every stored property is set, so `deinit` runs and frees
+        // the buffer (freeing it here too was the double free of issue 14).
+        try fill()
     }
 
     deinit { buffer.deallocate() }

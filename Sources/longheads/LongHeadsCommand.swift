@@ -1,7 +1,15 @@
 import ArgumentParser
 
-/// `longheads`: read documents far longer than the model was trained on, on CPU.
+/// The entry point: standard streams are checked before any file is opened, then the command runs.
 @main
+enum Main {
+    static func main() async {
+        StandardStreams.reserve()
+        await LongHeadsCommand.main()
+    }
+}
+
+/// `longheads`: read documents far longer than the model was trained on, on CPU.
 struct LongHeadsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "longheads",

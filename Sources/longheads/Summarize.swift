@@ -72,6 +72,8 @@ struct Summarize: ParsableCommand {
             // --sections needs the text; otherwise the document is streamed (`summarizeWhole`).
             let text = sections ? try readText(path: input) : nil
             if let text, !text.contains(where: { !$0.isWhitespace }) { throw Self.empty(input == "-" ? "standard input" : input) }
+            // Opened before the model is loaded: a directory or a closed stdin is named at once (exit 66).
+            let source = sections ? nil : try DocumentSource(path: input)
             let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             let out = FileHandle.standardOutput
@@ -87,8 +89,8 @@ struct Summarize: ParsableCommand {
                 }
                 out.write(Data("Overall: ".utf8))
                 try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
-            } else {
-                try summarizeWhole(DocumentSource(path: input), pipeline: pipeline) { out.write(Data($0.utf8)) }
+            } else if let source {
+                try summarizeWhole(source, pipeline: pipeline) { out.write(Data($0.utf8)) }
             }
             out.write(Data("\n".utf8))
             if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }

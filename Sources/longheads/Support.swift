@@ -43,7 +43,9 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
     case let e as StoreError: return fail(e.description, code: e.isDiskFull ? Exit.ioError : Exit.dataError)
-    case let e as PipelineError: return fail(e.description, code: Exit.dataError)
+    case let e as PipelineError:
+        if case .cannotReadSource = e { return fail(e.description, code: Exit.noInput) }
+        return fail(e.description, code: Exit.dataError)
     default: return fail("\(error)", code: Exit.internalError)
     }
 }
@@ -78,15 +80,21 @@ func decodeUTF8(_ data: Data, source: String) throws -> String {
     throw InputError(description: "\(source): invalid UTF-8 at byte offset \(offset)")
 }
 
-/// Reads a whole file (or stdin for "-") as UTF-8 text.
+/// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
+/// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
 func readText(path: String) throws -> String {
-    if path == "-" {
-        return try decodeUTF8(FileHandle.standardInput.readDataToEndOfFile(), source: "standard input")
+    let source: DocumentSource
+    do { source = try DocumentSource(path: path) } catch let e as PipelineError {
+        throw InputError(description: e.description, code: Exit.noInput)
     }
-    guard let d = FileManager.default.contents(atPath: path) else {
-        throw InputError(description: "\(path): cannot read file", code: Exit.noInput)
+    var bytes = [UInt8]()
+    var block = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = try block.withUnsafeMutableBytes { try source.read(into: $0) }
+        if n == 0 { break }
+        bytes += block[..<n]
     }
-    return try decodeUTF8(d, source: path)
+    return try decodeUTF8(Data(bytes), source: source.name)
 }
 
 /// Peak resident set size of this process, in bytes (getrusage: kilobytes on Linux).

@@ -65,4 +65,23 @@ func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfD
         let v = try shell("\"$LH\" verify --store x", cwd: dir)
         #expect(v.status == 0, "\(v.stderr)")
     }
+
+    /// Issue 14: a directory as input, or a closed stdin, was a double free in `BlockReader.init` (SIGSEGV).
+    @Test func directoryOrClosedStdinAsInput() throws {
+        let dir = try scratchDirectory("dirinput")
+        let model = try TinyModel().write(name: "rb-dirinput")
+        defer { for p in [dir, model] { try? FileManager.default.removeItem(atPath: p) } }
+        try FileManager.default.createDirectory(atPath: dir + "/D", withIntermediateDirectories: false)
+        let m = "--model '\(model)'"
+        for cmd in ["ingest D --store s \(Self.common)", "ask D 'What?'", "summarize D", "generate --prompt-file D",
+                    "ask --store s --questions D"] {
+            let r = try shell("\"$LH\" \(cmd) \(m)", cwd: dir)
+            expectCleanFailure(r, code: 66, mentions: "D: cannot read the document: is a directory")
+        }
+        for cmd in ["ingest - --store s \(Self.common)", "ask - 'What?'", "summarize -", "generate", "tokenize -"] {
+            let r = try shell("\"$LH\" \(cmd) \(m) <&-", cwd: dir)
+            expectCleanFailure(r, code: 66, mentions: "standard input is closed")
+        }
+        #expect(entries(dir) == ["D"])
+    }
 }
