@@ -69,7 +69,7 @@ struct Ask: ParsableCommand {
         try guarded {
             // Every question is checked before the model is loaded: a bad line costs nothing.
             let batch = try questions.map { try loadQuestions(path: $0) }
-            let single = questions == nil ? inputs.last! : nil
+            let single = questions == nil ? inputs.last : nil
             if let single, single.isEmpty { throw GenerationError.emptyPrompt }
             if let store {
                 let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
@@ -107,7 +107,6 @@ struct Ask: ParsableCommand {
     func answer(store: String, pipeline: DocumentPipeline, batch: [Question]?, single: String?) throws {
         let reader = try StoreReader.open(at: store)
         let info = try DocumentPipeline.storeInfo(reader)
-        let out = FileHandle.standardOutput
         let clock = ContinuousClock()
         let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
         // Stores ingested before `quest-lexical` became the default record `quest`: the same data, but their
@@ -121,7 +120,7 @@ struct Ask: ParsableCommand {
         let tb = clock.now
         let baseline = cite ? try pipeline.citationBaseline(store: store, reader: reader, raw: raw, policy: selectionPolicy) : []
         if verbose && cite { log(String(format: "ask: citation baseline (%d probes) in %.3f s", DocumentPipeline.citationProbes.count, (clock.now - tb).seconds)) }
-        for q in batch ?? [Question(id: 1, text: single!, line: 0)] {
+        for q in batch ?? [Question(id: 1, text: single ?? "", line: 0)] {
             let t0 = clock.now
             let ids = pipeline.questionTokens(q.text, chat: info.chat, raw: raw)
             // Citations come from the selections made while the question is read (through its last token, whose
@@ -145,17 +144,17 @@ struct Ask: ParsableCommand {
             let t1 = clock.now
             var text = ""
             let tokens = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) { piece in
-                if batch == nil { out.write(Data(piece.utf8)) } else { text += piece }
+                if batch == nil { try Output.write(piece) } else { text += piece }
             }
             let cited = cite ? try tally.citations(reader: reader, baseline: baseline, top: sources) : []
             let seconds = (clock.now - t0).seconds
             if batch == nil {
-                out.write(Data("\n".utf8))
+                try Output.write("\n")
                 if cite { log("sources: " + (try jsonLine([("sources", cited.map(\.json))]))) }
             } else {
                 let line = try jsonLine([("id", q.id), ("answer", text.trimmingCharacters(in: .whitespacesAndNewlines)),
                                          ("seconds", (seconds * 1000).rounded() / 1000), ("sources", cited.map(\.json))])
-                out.write(Data((line + "\n").utf8))
+                try Output.line(line)
             }
             if let tallyOut { try appendTally(tallyOut, id: q.id, question: tally, answer: answerTally, reader: reader) }
             if verbose {
@@ -234,7 +233,7 @@ struct Verify: ParsableCommand {
             let reader = try StoreReader.open(at: store)
             let problems = reader.verify()
             if problems.isEmpty {
-                print("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
+                try Output.line("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
             } else {
                 for p in problems { log("longheads: error: \(p)") }
                 throw ExitCode(Exit.dataError)

@@ -27,7 +27,7 @@ struct Bench: ParsableCommand {
         return (0..<count).map { ids[$0 % ids.count] }
     }
 
-    static func report(kind: String, tokens: Int, times: [Double], threads: Int, model: String, extra: [String: Any] = [:]) {
+    static func report(kind: String, tokens: Int, times: [Double], threads: Int, model: String, extra: [String: Any] = [:]) throws {
         let sorted = times.sorted()
         let median = sorted[sorted.count / 2]
         var o: [String: Any] = [
@@ -36,8 +36,8 @@ struct Bench: ParsableCommand {
             "repetitions": times.count, "seconds_all": times,
         ]
         o.merge(extra) { a, _ in a }
-        let data = try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+        try Output.line(String(decoding: data, as: UTF8.self))
     }
 
     struct Prefill: ParsableCommand {
@@ -58,7 +58,7 @@ struct Bench: ParsableCommand {
                     let dt = (clock.now - t0).seconds
                     if r >= common.warmup { times.append(dt) }
                 }
-                Bench.report(kind: "prefill", tokens: tokens, times: times, threads: model.pool.threads,
+                try Bench.report(kind: "prefill", tokens: tokens, times: times, threads: model.pool.threads,
                              model: (model.file.path as NSString).lastPathComponent)
             }
         }
@@ -86,7 +86,7 @@ struct Bench: ParsableCommand {
                     let dt = (clock.now - t0).seconds
                     if r >= common.warmup { times.append(dt) }
                 }
-                Bench.report(kind: "decode", tokens: tokens, times: times, threads: model.pool.threads,
+                try Bench.report(kind: "decode", tokens: tokens, times: times, threads: model.pool.threads,
                              model: (model.file.path as NSString).lastPathComponent)
             }
         }

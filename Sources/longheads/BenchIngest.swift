@@ -91,7 +91,7 @@ struct BenchIngest: ParsableCommand {
                 o["retrieval_seconds"] = r.seconds
                 o["retrieved_chunks"] = r.chunks
                 o["tokens"] = r.tokens
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
             var text = Self.prose(words: tokens, seed: 42)
@@ -140,7 +140,7 @@ struct BenchIngest: ParsableCommand {
                 "page_cache_ask_cold": askCache[0], "page_cache_ask_warm": askCache[1],
                 "rss_ingest": ingestPhase, "rss_ask_cold": askPhases[0], "rss_ask_warm": askPhases[1],
             ]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+            try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
         }
     }
 }

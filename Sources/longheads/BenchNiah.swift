@@ -445,8 +445,7 @@ struct BenchNiah: ParsableCommand {
                                     "shared_chunks": session.attention.sharedChunks,
                                 ]
                                 if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
-                                print(try jsonLine(o))
-                                fflush(nil)
+                                try Output.line(try jsonLine(o))
                             } else {
                                 log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
                                            task.rawValue, p.ids.count, depth, name, ok ? "ok" : "MISS", p.expected,
@@ -457,13 +456,12 @@ struct BenchNiah: ParsableCommand {
                         }
                     }
                     for row in group {
-                        if json { print(try jsonLine(summaryObject(row, depthList: depthList))) }
+                        if json { try Output.line(try jsonLine(summaryObject(row, depthList: depthList))) }
                         rows.append(row)
                     }
-                    fflush(nil)
                 }
             }
-            if !json { print(summaryTable(rows), terminator: "") }
+            if !json { try Output.write(summaryTable(rows)) }
         }
     }
 

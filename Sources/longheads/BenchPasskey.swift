@@ -150,7 +150,7 @@ struct BenchPasskey: ParsableCommand {
                             "key_in_forced_chunk": forced, "selection_recall": recall ?? NSNull(),
                             "selection_per_layer": tally.perLayer,
                         ]
-                        print(try jsonLine(o))
+                        try Output.line(try jsonLine(o))
                     } else {
                         log(String(format: "passkey %d tokens depth %.2f: %@ (%@)", p.ids.count, depth, ok ? "ok" : "MISS",
                                    answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")))
@@ -169,7 +169,7 @@ struct BenchPasskey: ParsableCommand {
                     "mean_selection_recall_hits": mean(hitRecalls) ?? NSNull(),
                     "mean_selection_recall_misses": mean(missRecalls) ?? NSNull(),
                 ]
-                print(try jsonLine(line))
+                try Output.line(try jsonLine(line))
                 if let plot {
                     let title = "Passkey accuracy, \(parameters.description) precision=\(lh.precision)"
                     let subtitle = "\(URL(fileURLWithPath: model.file.path).lastPathComponent), greedy, "

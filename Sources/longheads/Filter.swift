@@ -71,7 +71,6 @@ struct Filter: ParsableCommand {
 
     /// Reads stdin as it arrives and writes the passing records.
     func filterRecords(_ classifier: YesNoClassifier) throws {
-        let out = FileHandle.standardOutput
         var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines)
         var records = 0, passed = 0
         let clock = ContinuousClock()
@@ -82,7 +81,7 @@ struct Filter: ParsableCommand {
             let p = text.contains(where: { !$0.isWhitespace }) ? try classifier.score(text) : 0
             guard (p >= threshold) != invert else { return }
             passed += 1
-            out.write(Data(score ? scored(r, p) : r.bytes))
+            try Output.write(score ? scored(r, p) : r.bytes)
         }
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {

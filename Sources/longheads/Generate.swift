@@ -62,18 +62,17 @@ struct Generate: ParsableCommand {
             var ids = chat ? ChatTemplate.chatML(user: text, tokenizer: tokenizer) : tokenizer.encode(text)
             if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
             guard !ids.isEmpty else { throw GenerationError.emptyPrompt }
-            let out = FileHandle.standardOutput
             let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
             if ids.count + maxTokens > lh.parameters.beginSelective {
                 // Past the selective threshold: LongHeads through a temporary store, removed afterwards.
-                try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, out: out)
+                try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling)
                 return
             }
             let attention = DenseAttention(config: model.config, capacity: ids.count + maxTokens, pool: model.pool)
             let result = try Generator(model: model, tokenizer: tokenizer).generate(
                 prompt: ids, maxTokens: maxTokens, sampling: sampling,
-                attention: attention) { piece in out.write(Data(piece.utf8)) }
-            out.write(Data("\n".utf8))
+                attention: attention) { piece in try Output.write(piece) }
+            try Output.write("\n")
             if verbose {
                 log(String(format: "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s); stop: %@",
                            result.promptTokens, result.promptSeconds, Double(result.promptTokens) / result.promptSeconds,
@@ -85,7 +84,7 @@ struct Generate: ParsableCommand {
 }
 
 extension Generate {
-    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, out: FileHandle) throws {
+    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters) throws {
         let dir = NSTemporaryDirectory() + "longheads-generate-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
@@ -109,9 +108,9 @@ extension Generate {
         }
         let t1 = clock.now
         let answer = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) {
-            out.write(Data($0.utf8))
+            try Output.write($0)
         }
-        out.write(Data("\n".utf8))
+        try Output.write("\n")
         if verbose {
             log(String(format: "longheads %@: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s",
                        lh.parameters.description, ids.count, (t1 - t0).seconds, Double(ids.count) / (t1 - t0).seconds,
@@ -135,7 +134,7 @@ struct Tokenize: ParsableCommand {
             let (_, tokenizer) = try modelOptions.openTokenizer()
             let s = text == "-" ? try readText(path: "-") : text
             let ids = tokenizer.encode(s)
-            print(ids.map(String.init).joined(separator: " "))
+            try Output.line(ids.map(String.init).joined(separator: " "))
         }
     }
 }
@@ -153,13 +152,13 @@ struct ModelCommand: ParsableCommand {
             try guarded {
                 let cache = ModelCache()
                 let p = force ? try cache.fetch(.smolLM2, log: log) : try cache.ensure(.smolLM2, log: log)
-                print(p)
+                try Output.line(p)
             }
         }
     }
 
     struct Path: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print where the default model is cached.")
-        func run() throws { print(ModelCache().path(of: .smolLM2)) }
+        func run() throws { try guarded { try Output.line(ModelCache().path(of: .smolLM2)) } }
     }
 }

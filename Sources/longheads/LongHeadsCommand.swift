@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 
 /// The entry point: standard streams are checked before any file is opened, then the command runs.
@@ -5,6 +6,8 @@ import ArgumentParser
 enum Main {
     static func main() async {
         StandardStreams.reserve()
+        // A reader that goes away (`… | head`) is an EPIPE from `Output`, not a kill: temporary stores are removed.
+        signal(SIGPIPE, SIG_IGN)
         await LongHeadsCommand.main()
     }
 }

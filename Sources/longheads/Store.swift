@@ -96,7 +96,7 @@ struct Ingest: ParsableCommand {
                     "source_bytes": info.sourceBytes, "chunks": summary.resumedChunks + summary.computedChunks,
                     "resumed_chunks": summary.resumedChunks, "computed_chunks": summary.computedChunks,
                 ]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
             }
         } catch let e as ExitCode where e.rawValue == Exit.dataError && stop.requested() {
             // The stop request was honoured: the message (logged by `guarded`) says how to resume.
@@ -178,7 +178,7 @@ final class ProgressReporter {
             var line = "ingest: \(p.tokens) tokens, \(p.chunks) chunks, \(String(format: "%.0f", p.tokensPerSecond)) tok/s, \(clock(p.seconds))"
             if p.resumedChunks > 0 { line += ", \(p.resumedChunks) chunks resumed" }
             if let eta = p.etaSeconds, !p.done { line += ", ETA \(clock(eta))" }
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (p.done ? "\n" : "")).utf8))
+            writeStandardError("\r\u{1B}[K" + line + (p.done ? "\n" : ""))
         case .json:
             var o: [String: Any] = ["tokens": p.tokens, "chunks": p.chunks, "resumed_chunks": p.resumedChunks,
                                     "tokens_per_second": p.tokensPerSecond, "elapsed_seconds": p.seconds, "bytes_done": p.bytesDone,

@@ -76,23 +76,22 @@ struct Summarize: ParsableCommand {
             let source = sections ? nil : try DocumentSource(path: input)
             let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
-            let out = FileHandle.standardOutput
             let clock = ContinuousClock()
             let t0 = clock.now
             if let text {
                 for s in self.sections(of: text, tokenizer: tokenizer) {
-                    out.write(Data((s.title + ": ").utf8))
+                    try Output.write(s.title + ": ")
                     let ids = ChatTemplate.userTurnOpening(tokenizer: tokenizer) + s.ids
                         + pipeline.questionTokens(instruction, chat: true, raw: false)
-                    try generate(prompt: ids, pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
-                    out.write(Data("\n".utf8))
+                    try generate(prompt: ids, pipeline: pipeline) { try Output.write(oneLine($0)) }
+                    try Output.write("\n")
                 }
-                out.write(Data("Overall: ".utf8))
-                try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
+                try Output.write("Overall: ")
+                try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { try Output.write(oneLine($0)) }
             } else if let source {
-                try summarizeWhole(source, pipeline: pipeline) { out.write(Data($0.utf8)) }
+                try summarizeWhole(source, pipeline: pipeline) { try Output.write($0) }
             }
-            out.write(Data("\n".utf8))
+            try Output.write("\n")
             if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
         }
     }
@@ -104,7 +103,7 @@ struct Summarize: ParsableCommand {
     /// Only the document's head is read to decide: a document of more than `beginSelective` × (longest token)
     /// bytes has more tokens than plain attention takes, and is streamed into the store without ever being
     /// held whole, so its length costs disk, not memory (as `ingest` and `ask FILE`).
-    func summarizeWhole(_ source: DocumentSource, pipeline: DocumentPipeline, onText: (String) -> Void) throws {
+    func summarizeWhole(_ source: DocumentSource, pipeline: DocumentPipeline, onText: (String) throws -> Void) throws {
         let question = pipeline.questionTokens(instruction, chat: true, raw: false)
         let tokenizer = pipeline.tokenizer
         let longest = (0..<tokenizer.vocabularySize).reduce(1) { max($0, tokenizer.pieceBytes(Int32($1)).count) }
@@ -143,17 +142,16 @@ struct Summarize: ParsableCommand {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now
-        let out = FileHandle.standardOutput
         let chat = try StoreReader.open(at: store).header.flags & 1 != 0
         let (session, logits) = try pipeline.open(store: store, modelFile: model.file,
                                                   then: pipeline.questionTokens(instruction, chat: chat, raw: false))
-        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { out.write(Data($0.utf8)) }
-        out.write(Data("\n".utf8))
+        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { try Output.write($0) }
+        try Output.write("\n")
         if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
     }
 
     /// Generates from a complete prompt: plain attention when it fits, else LongHeads via a temporary store.
-    func generate(prompt ids: [Int32], pipeline: DocumentPipeline, onText: (String) -> Void) throws {
+    func generate(prompt ids: [Int32], pipeline: DocumentPipeline, onText: (String) throws -> Void) throws {
         if ids.count + maxTokens <= parameters.beginSelective {
             let dense = DenseAttention(config: pipeline.model.config, capacity: ids.count + maxTokens, pool: pipeline.model.pool)
             _ = try Generator(model: pipeline.model, tokenizer: pipeline.tokenizer).generate(

@@ -21,7 +21,7 @@ enum Exit {
 
 /// Writes one line to stderr.
 func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    writeStandardError(message + "\n")
 }
 
 /// Reports `message` as `longheads: error: …` on stderr and exits with `code`.
@@ -34,6 +34,9 @@ func fail(_ message: String, code: Int32) -> ExitCode {
 func exitCode(for error: Error) -> ExitCode {
     switch error {
     case let e as ExitCode: return e
+    // The reader of our output went away (`… | head`): end quietly, as a process killed by SIGPIPE reports.
+    case OutputError.brokenPipe: return ExitCode(128 + SIGPIPE)
+    case let e as OutputError: return fail(e.description, code: Exit.ioError)
     case let e as GGUFError:
         if case .cannotOpen = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.badModel)

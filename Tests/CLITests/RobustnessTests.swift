@@ -84,4 +84,42 @@ func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfD
         }
         #expect(entries(dir) == ["D"])
     }
+
+    /// Issue 14: a full or closed stdout trapped in a forced `try!` or exited 0 with the output lost; a reader
+    /// that goes away (SIGPIPE) must end the command quietly (exit 141, nothing on stderr).
+    @Test func fullClosedAndBrokenStandardOutput() throws {
+        let dir = try scratchDirectory("stdout")
+        let model = try TinyModel().write(name: "rb-stdout")
+        defer { for p in [dir, model] { try? FileManager.default.removeItem(atPath: p) } }
+        try String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 40)
+            .write(toFile: dir + "/doc.txt", atomically: true, encoding: .utf8)
+        let m = "--model '\(model)'"
+        for (cmd, store) in [("ingest doc.txt --store s1 \(Self.common)", "s1"), ("tokenize hello", nil),
+                             ("generate --prompt hello --max-tokens 4", nil), ("verify --store s0", nil)] {
+            if cmd.hasPrefix("verify") {
+                _ = try shell("\"$LH\" ingest doc.txt --store s0 \(m) \(Self.common)", cwd: dir)
+            }
+            let verb = cmd.hasPrefix("verify") ? cmd : "\(cmd) \(m)"
+            expectCleanFailure(try shell("\"$LH\" \(verb) > /dev/full", cwd: dir), code: 74, mentions: "standard output: cannot write: No space left on device")
+            if let store { try? FileManager.default.removeItem(atPath: dir + "/" + store) }
+            expectCleanFailure(try shell("\"$LH\" \(verb) >&-", cwd: dir), code: 74, mentions: "standard output is closed")
+            if let store { try? FileManager.default.removeItem(atPath: dir + "/" + store) }
+        }
+        // A closed stderr is not a failure of the command: the data still arrives, exit 0.
+        let quiet = try shell("\"$LH\" tokenize hi \(m) 2>&-", cwd: dir)
+        #expect(quiet.status == 0 && quiet.stdout == "104 105\n", "\(quiet.status) \(quiet.stdout)")
+        // Broken pipe: the status of longheads itself, in a pipeline, is 141 and stderr stays empty.
+        let broken = try shell("(\"$LH\" tokenize - \(m) < big.txt; echo $? > status) | head -c1 > /dev/null; cat status",
+                               cwd: try bigInput(dir))
+        #expect(broken.stdout == "141\n", "\(broken.stdout) \(broken.stderr)")
+        #expect(broken.stderr.isEmpty, "\(broken.stderr)")
+        #expect(entries(dir).filter { !["doc.txt", "s0", "big.txt", "status"].contains($0) }.isEmpty, "\(entries(dir))")
+    }
+
+    /// Writes `big.txt` (1 MB, more than a pipe holds) into `dir`; returns `dir`.
+    func bigInput(_ dir: String) throws -> String {
+        try String(repeating: "hello ", count: 200_000).write(toFile: dir + "/big.txt", atomically: true, encoding: .utf8)
+        return dir
+    }
 }
+
