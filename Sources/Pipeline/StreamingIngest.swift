@@ -177,10 +177,25 @@ extension DocumentPipeline {
         // Read the first block before creating anything: an empty document makes no store.
         let reader = try BlockReader(source: source, blockBytes: blockBytes)
         guard !reader.atEnd else { throw PipelineError.emptySource(name: source.name) }
+        // Only a directory this ingest makes is ever removed again (below); one that existed stays, emptied
+        // of the store's files.
+        let madeDirectory = access(path, F_OK) != 0
         let (writer, info) = try createStore(at: path, modelFile: modelFile, parameters: parameters, precision: precision, chat: chat)
-        let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: source.size, prepare: { _ in })
-        return try run.stream(reader, progress: progress, shouldStop: shouldStop)
+        do {
+            let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: source.size, prepare: { _ in })
+            return try run.stream(reader, progress: progress, shouldStop: shouldStop)
+        } catch {
+            // Failed (bad input data, a read or write error) before a byte of the document was committed
+            // (chunks of template tokens alone end at byte 0): nothing is there to resume, and a store left
+            // unfinished would only make the retry fail with "already exists" (issue 14). A stop request
+            // keeps the store: its message says how to resume.
+            if writer.header.sourceBytesConsumed == 0 {
+                if case PipelineError.interrupted = error {} else { StoreWriter.removeStoreFiles(at: path, directory: madeDirectory) }
+            }
+            throw error
+        }
     }
+
 
     /// A new, empty store at `path` for `parameters` and `precision`, described as an unfinished ingest.
     private func createStore(at path: String, modelFile: GGUFFile, parameters: LongHeadsParameters, precision: KVPrecision,

@@ -59,9 +59,11 @@ struct Ask: ParsableCommand {
         if store == nil && questions == "-" && inputs.first == "-" {
             throw ValidationError("the document and the questions cannot both be standard input")
         }
-        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
-        guard sources >= 0 else { throw ValidationError("--sources must be ≥ 0") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("max-tokens", maxTokens, Limits.tokens)
+        try checkOption("sources", sources, 0...10_000)
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         if store == nil, let p = LongHeadsParameters(chunkSize: chunk, attentionLength: attention).problem { throw ValidationError(p) }
     }
 
@@ -232,12 +234,16 @@ struct Verify: ParsableCommand {
         try guarded {
             let reader = try StoreReader.open(at: store)
             let problems = reader.verify()
-            if problems.isEmpty {
-                try Output.line("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
-            } else {
+            guard problems.isEmpty else {
                 for p in problems { log("longheads: error: \(p)") }
                 throw ExitCode(Exit.dataError)
             }
+            // Intact but unfinished (interrupted, killed): not ok to ask; say how to finish it. A store whose
+            // description is not a document's (made by other tools) has no such flag.
+            if let info = try? StoreInfo.decode(reader.header.blob, path: store), info.complete == false {
+                throw PipelineError.incompleteStore(path: store, chunks: reader.chunkCount)
+            }
+            try Output.line("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
         }
     }
 }

@@ -14,6 +14,11 @@ struct Bench: ParsableCommand {
         @OptionGroup var modelOptions: ModelOptions
         @Option(name: .long, help: "Timed repetitions; the median is reported.") var repetitions: Int = 3
         @Option(name: .long, help: "Untimed warm-up runs.") var warmup: Int = 1
+
+        func validate() throws {
+            try checkOption("repetitions", repetitions, Limits.repetitions)
+            try checkOption("warmup", warmup, 0...Limits.repetitions.upperBound)
+        }
     }
 
     /// Token ids of ordinary English text, repeated to `count` tokens, so that the benchmark runs real data.
@@ -45,6 +50,8 @@ struct Bench: ParsableCommand {
         @OptionGroup var common: Common
         @Option(name: .long, help: "Prompt tokens.") var tokens: Int = 512
 
+        func validate() throws { try checkOption("tokens", tokens, 1...(1 << 20)) }
+
         func run() throws {
             try guarded {
                 let (model, tok) = try common.modelOptions.load(maxBatch: tokens)
@@ -68,6 +75,8 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Generation: N tokens one at a time from an empty context (llama-bench tg N).")
         @OptionGroup var common: Common
         @Option(name: .long, help: "Generated tokens.") var tokens: Int = 128
+
+        func validate() throws { try checkOption("tokens", tokens, 1...(1 << 20)) }
 
         func run() throws {
             try guarded {

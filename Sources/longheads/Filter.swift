@@ -43,7 +43,7 @@ struct Filter: ParsableCommand {
             throw ValidationError("give at most one of --paragraphs, -z, --field")
         }
         if let field, field.isEmpty { throw ValidationError("--field needs a name") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         guard threshold.isFinite else { throw ValidationError("--threshold must be a number") }
     }
 

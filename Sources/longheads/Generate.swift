@@ -49,8 +49,10 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         if prompt != nil && promptFile != nil { throw ValidationError("give either --prompt or --prompt-file, not both") }
-        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
-        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+        try checkOption("max-tokens", maxTokens, 0...Limits.tokens.upperBound)
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be a finite number ≥ 0") }
+        try checkOption("top-k", topK, 0...(1 << 24))
+        if let selectionReport { try checkOption("selection-report", selectionReport, 0...Limits.tokens.upperBound) }
         guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
     }
 
@@ -85,8 +87,12 @@ struct Generate: ParsableCommand {
 
 extension Generate {
     func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters) throws {
-        let dir = NSTemporaryDirectory() + "longheads-generate-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Removed on return, error, Ctrl-C / SIGTERM, and by the next longheads after a crash (issue 14:
+        // an interrupted generate left its store behind).
+        try withTemporaryStore("generate") { dir in try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, dir: dir) }
+    }
+
+    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, dir: String) throws {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now

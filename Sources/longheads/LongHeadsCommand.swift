@@ -8,6 +8,7 @@ enum Main {
         StandardStreams.reserve()
         // A reader that goes away (`… | head`) is an EPIPE from `Output`, not a kill: temporary stores are removed.
         signal(SIGPIPE, SIG_IGN)
+        TemporaryStores.removeStale()
         await LongHeadsCommand.main()
     }
 }

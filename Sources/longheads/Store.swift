@@ -24,12 +24,15 @@ struct LongHeadsOptions: ParsableArguments {
     var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
 
     func validate() throws {
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
+        if let selectiveFrom { try checkOption("selective-from", selectiveFrom, Limits.attention) }
         if let p = parameters.problem { throw ValidationError(p) }
         guard SelectionPolicy(rawValue: policy) != nil else {
             throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
     }
 }
 
@@ -59,7 +62,7 @@ struct Ingest: ParsableCommand {
 
     func validate() throws {
         guard ["auto", "tty", "json", "none"].contains(progress) else { throw ValidationError("--progress must be auto, tty, json or none") }
-        guard readBlock >= 1 else { throw ValidationError("--read-block must be positive") }
+        try checkOption("read-block", readBlock, 1...(1 << 30))
     }
 
     func run() throws {

@@ -52,11 +52,13 @@ struct Summarize: ParsableCommand {
     var parameters: LongHeadsParameters { LongHeadsParameters(chunkSize: chunk, attentionLength: attention) }
 
     func validate() throws {
-        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
+        try checkOption("max-tokens", maxTokens, Limits.tokens)
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
         guard repeatPenalty.isFinite, repeatPenalty >= 1 else { throw ValidationError("--repeat-penalty must be ≥ 1") }
-        guard sectionTokens >= 16 else { throw ValidationError("--section-tokens must be ≥ 16") }
+        try checkOption("section-tokens", sectionTokens, 16...Limits.tokens.upperBound)
         if let p = parameters.problem { throw ValidationError(p) }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         switch (input, store) {
         case (nil, nil): throw ValidationError("give the document (FILE or -), or --store DIR of an ingested one")
         case (nil, _?) where sections: throw ValidationError("--sections needs the document text: give FILE")

@@ -58,6 +58,23 @@ func guarded(_ body: () throws -> Void) throws {
     do { try body() } catch { throw exitCode(for: error) }
 }
 
+/// Numeric option limits. Bounded so that everything computed from them stays far from overflow and from
+/// absurd allocations (MiB << 20 bytes, prompt + generated positions, chunk buffers).
+enum Limits {
+    static let memoryBudgetMiB = 16...(1 << 20)
+    static let tokens = 1...(1 << 24)
+    static let chunk = 16...8192
+    static let attention = 16...(1 << 22)
+    static let repetitions = 1...100_000
+}
+
+/// Checks that the option `--name` is in `range` (exit 64 naming it).
+func checkOption<T: Comparable>(_ name: String, _ value: T, _ range: ClosedRange<T>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("--\(name) must be in \(range.lowerBound)...\(range.upperBound) (got \(value))")
+    }
+}
+
 /// Problems with the user's input.
 struct InputError: Error, CustomStringConvertible {
     var description: String

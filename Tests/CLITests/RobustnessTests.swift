@@ -121,5 +121,107 @@ func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfD
         try String(repeating: "hello ", count: 200_000).write(toFile: dir + "/big.txt", atomically: true, encoding: .utf8)
         return dir
     }
+
+    /// Issue 14: `bench prefill --repetitions 0` and `--tokens 0` trapped, `--memory-budget 2^44` overflowed;
+    /// every numeric option is range-checked before anything runs (exit 64, the option named).
+    @Test func numericOptionsOutOfRange() throws {
+        let cases: [([String], String)] = [
+            (["bench", "prefill", "--repetitions", "0"], "--repetitions"), (["bench", "prefill", "--tokens", "0"], "--tokens"),
+            (["bench", "decode", "--tokens", "0"], "--tokens"), (["bench", "prefill", "--warmup", "-1"], "--warmup"),
+            (["ingest", "d", "--store", "s", "--memory-budget", "\(1 << 44)"], "--memory-budget"),
+            (["ingest", "d", "--store", "s", "--chunk", "\(1 << 40)"], "--chunk"),
+            (["generate", "--prompt", "hi", "--max-tokens", "\(Int.max)"], "--max-tokens"),
+            (["generate", "--prompt", "hi", "--temperature", "inf"], "--temperature"),
+            (["ask", "--store", "s", "q", "--max-tokens", "0"], "--max-tokens"),
+            (["bench", "passkey", "--lengths", "99999999999999k"], "--lengths"),
+        ]
+        for (args, option) in cases {
+            let r = try longheads(args)
+            #expect(r.status == 64, "\(args): \(r.status) \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").first?.contains(option) == true, "\(args): \(r.stderr)")
+            #expect(r.stdout.isEmpty)
+        }
+    }
+
+    /// A temporary store left by a process that is gone (kill -9, a crash) is removed by the next longheads,
+    /// whatever it runs; other entries of the temporary directory are left alone.
+    @Test func staleTemporaryStoreOfADeadProcessIsRemoved() throws {
+        let tmp = try scratchDirectory("stale")
+        let model = try TinyModel().write(name: "rb-stale")
+        defer { for p in [tmp, model] { try? FileManager.default.removeItem(atPath: p) } }
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        let dead = gone.processIdentifier
+        for name in ["longheads-generate-\(dead)-42", "longheads-filter-\(dead)-7"] {
+            try FileManager.default.createDirectory(atPath: "\(tmp)/\(name)/store", withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: "\(tmp)/\(name)/store/pages", contents: Data(count: 4096))
+        }
+        let mine = "longheads-ask-\(getpid())-1"  // alive, but not a longheads: a reused pid does not keep it either
+        try FileManager.default.createDirectory(atPath: "\(tmp)/\(mine)", withIntermediateDirectories: true)
+        for keep in ["longheads-notes", "longheads-generate-x-1", "other"] {
+            try FileManager.default.createDirectory(atPath: "\(tmp)/\(keep)", withIntermediateDirectories: true)
+        }
+        let r = try longheads(["tokenize", "--model", model, "hi"], env: ["TMPDIR": tmp])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(entries(tmp) == ["longheads-generate-x-1", "longheads-notes", "other"])
+    }
+
+    /// Issue 14: interrupting `generate` on a long prompt left its temporary store behind (18 MB after 6 s).
+    @Test(arguments: [SIGINT, SIGTERM]) func interruptedGenerateLeavesNothing(signal: Int32) throws {
+        let tmp = try scratchDirectory("gen-int")
+        let model = try TinyModel().write(name: "rb-gen-int-\(signal)")
+        defer { for p in [tmp, model] { try? FileManager.default.removeItem(atPath: p) } }
+        let prompt = tmp + "/prompt.txt"
+        try String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 2000).write(toFile: prompt, atomically: true, encoding: .utf8)
+        let p = longheadsProcess(["generate", "--model", model, "--prompt-file", prompt, "--max-tokens", "100000",
+                                  "--chunk", "16", "--attention", "64"], env: ["TMPDIR": tmp])
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Signal once the temporary store exists.
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline && !entries(tmp).contains(where: { $0.hasPrefix("longheads-generate-") }) { usleep(5000) }
+        #expect(p.isRunning, "generate ended before its temporary store was seen")
+        usleep(200_000)
+        kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + signal)
+        #expect(entries(tmp) == ["prompt.txt"])
+    }
+
+    /// Issue 14: `ingest` of invalid UTF-8 exited 65 but left an unfinished store, so a retry said "already
+    /// exists"; and `verify` printed ok for a store whose ingest never finished.
+    @Test func failedIngestLeavesNoStoreAndVerifyNamesAnUnfinishedOne() throws {
+        let dir = try scratchDirectory("badutf8")
+        let model = try TinyModel().write(name: "rb-badutf8")
+        defer { for p in [dir, model] { try? FileManager.default.removeItem(atPath: p) } }
+        try Data(Array("Hello wörld, ".utf8) + [0xC3, 0x28] + Array(" more".utf8)).write(to: URL(fileURLWithPath: dir + "/bad.txt"))
+        let m = "--model '\(model)' \(Self.common)"
+        expectCleanFailure(try shell("\"$LH\" ingest bad.txt --store s \(m)", cwd: dir), code: 65, mentions: "invalid UTF-8 at byte offset 14")
+        #expect(entries(dir) == ["bad.txt"])
+        // The retry meets the same error, not "already exists".
+        expectCleanFailure(try shell("\"$LH\" ingest bad.txt --store s \(m)", cwd: dir), code: 65, mentions: "invalid UTF-8")
+        // A directory the user made is kept (emptied of the store's files), never deleted.
+        try FileManager.default.createDirectory(atPath: dir + "/mine", withIntermediateDirectories: false)
+        expectCleanFailure(try shell("\"$LH\" ingest bad.txt --store mine \(m)", cwd: dir), code: 65, mentions: "invalid UTF-8")
+        #expect(entries(dir) == ["bad.txt", "mine"] && entries(dir + "/mine").isEmpty)
+
+        // An ingest stopped after committing chunks: verify names it unfinished, with the resume command.
+        try String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 3000)
+            .write(toFile: dir + "/long.txt", atomically: true, encoding: .utf8)
+        let p = longheadsProcess(["ingest", dir + "/long.txt", "--store", dir + "/u", "--model", model, "--chunk", "16",
+                                  "--attention", "64", "--progress", "none"])
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        usleep(1_500_000)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let v = try shell("\"$LH\" verify --store u", cwd: dir)
+        expectCleanFailure(v, code: 65, mentions: "u: the ingest of this store did not finish")
+        #expect(v.stderr.contains("longheads ingest --resume --store u"), "\(v.stderr)")
+    }
 }
 
