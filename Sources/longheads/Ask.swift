@@ -187,34 +187,13 @@ struct Ask: ParsableCommand {
     }
 }
 
-/// One line of a questions file.
-struct Question {
-    /// The line's `id` (any JSON value), or its line number when it has none.
-    var id: Any
-    var text: String
-    var line: Int
-}
-
-/// Reads and checks a whole JSONL questions file ('-': stdin); a bad line is named by its number.
+/// Reads and checks a whole JSONL questions file ('-': stdin); a bad line is named by its number
+/// (`parseQuestions`, exit 65); a file that cannot be read is named (exit 66).
 func loadQuestions(path: String) throws -> [Question] {
-    let name = path == "-" ? "standard input" : path
-    let text = try readText(path: path)
-    var out = [Question]()
-    for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        if line.isEmpty { continue }
-        func bad(_ why: String) -> InputError { InputError(description: "\(name): line \(i + 1): \(why)") }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
-            throw bad("not valid JSON")
-        }
-        guard let dict = object as? [String: Any] else { throw bad("not a JSON object") }
-        guard let question = dict["question"] as? String else { throw bad("no \"question\" string") }
-        guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw bad("the question is empty") }
-        if let id = dict["id"], id is [Any] || id is [String: Any] || id is NSNull { throw bad("\"id\" must be a string or a number") }
-        out.append(Question(id: dict["id"] ?? i + 1, text: question, line: i + 1))
+    let (bytes, name) = try readBytes(path: path)
+    do { return try parseQuestions(bytes, name: name) } catch let e as QuestionsError {
+        throw InputError(description: e.description)
     }
-    guard !out.isEmpty else { throw InputError(description: "\(name): no questions") }
-    return out
 }
 
 extension Citation {

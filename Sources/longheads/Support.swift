@@ -103,6 +103,12 @@ func decodeUTF8(_ data: Data, source: String) throws -> String {
 /// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
 /// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
 func readText(path: String) throws -> String {
+    let (bytes, name) = try readBytes(path: path)
+    return try decodeUTF8(Data(bytes), source: name)
+}
+
+/// Reads a whole file (or stdin for "-"); returns its bytes and its name for messages.
+func readBytes(path: String) throws -> (bytes: [UInt8], name: String) {
     let source: DocumentSource
     do { source = try DocumentSource(path: path) } catch let e as PipelineError {
         throw InputError(description: e.description, code: Exit.noInput)
@@ -114,7 +120,7 @@ func readText(path: String) throws -> String {
         if n == 0 { break }
         bytes += block[..<n]
     }
-    return try decodeUTF8(Data(bytes), source: source.name)
+    return (bytes, source.name)
 }
 
 /// Peak resident set size of this process, in bytes (getrusage: kilobytes on Linux).

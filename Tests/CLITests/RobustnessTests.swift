@@ -223,5 +223,21 @@ func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfD
         expectCleanFailure(v, code: 65, mentions: "u: the ingest of this store did not finish")
         #expect(v.stderr.contains("longheads ingest --resume --store u"), "\(v.stderr)")
     }
+
+    /// A pathological record (no terminator for longer than --max-record-bytes) ends the filter with exit 65
+    /// naming the record and its offset; its temporary directory is gone.
+    @Test func filterRecordLongerThanTheLimit() throws {
+        let tmp = try scratchDirectory("maxrecord")
+        let model = try TinyModel().write(name: "rb-maxrecord")
+        defer { for p in [tmp, model] { try? FileManager.default.removeItem(atPath: p) } }
+        let input = Array("short\n".utf8) + [UInt8](repeating: 0x61, count: 100)
+        let r = try longheads(["filter", "--model", model, "--threshold", "2", "--max-record-bytes", "50", "Is it short?"],
+                              stdinBytes: input, env: ["TMPDIR": tmp])
+        expectCleanFailure(CLIRun(status: r.status, stdout: String(decoding: r.stdout, as: UTF8.self), stderr: r.stderr), code: 65,
+                           mentions: "standard input: record 2 (byte 6): longer than 50 bytes")
+        #expect(entries(tmp).isEmpty)
+        let zero = try longheads(["filter", "--max-record-bytes", "0", "q"])
+        #expect(zero.status == 64 && zero.stderr.contains("--max-record-bytes"))
+    }
 }
 
