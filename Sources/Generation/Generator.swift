@@ -146,7 +146,7 @@ public final class Generator {
 
     /// Generates up to `maxTokens` after `prompt`, calling `onText` with each newly complete piece of text.
     public func generate(prompt: [Int32], maxTokens: Int, sampling: SamplingParameters, attention: Attention,
-                         onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+                         onText: (String) throws -> Void = { _ in }) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -154,7 +154,7 @@ public final class Generator {
         let t1 = clock.now
         var text = ""
         let (out, reason) = try decode(from: logits, position: prompt.count, maxTokens: maxTokens, sampling: sampling,
-                                       attention: attention) { text += $0; onText($0) }
+                                       attention: attention) { text += $0; try onText($0) }
         let t2 = clock.now
         return GenerationResult(tokens: out, text: text, stopReason: reason, promptTokens: prompt.count,
                                 promptSeconds: (t1 - t0).seconds, generationSeconds: (t2 - t1).seconds)
@@ -163,7 +163,7 @@ public final class Generator {
     /// The decode loop after a prefill: samples from `logits`, feeds each token at `position`, `position + 1`, …,
     /// stops at an end-of-generation token or after `maxTokens`, streaming complete text to `onText`.
     public func decode(from logits: UnsafeBufferPointer<Float>, position: Int, maxTokens: Int, sampling: SamplingParameters,
-                       attention: Attention, onText: (String) -> Void) throws -> (tokens: [Int32], stop: StopReason) {
+                       attention: Attention, onText: (String) throws -> Void) throws -> (tokens: [Int32], stop: StopReason) {
         var sampler = Sampler(sampling)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
         var logits = logits
@@ -191,13 +191,13 @@ public final class Generator {
             if tokenizer.isEndOfGeneration(next) { reason = .endOfGeneration; break }
             out.append(next)
             let piece = decoder.feed(next)
-            if !piece.isEmpty { onText(piece) }
+            if !piece.isEmpty { try onText(piece) }
             if out.count == maxTokens { break }
             logits = try model.forward([next], start: position, attention: attention, logits: .last)
             position += 1
         }
         let rest = decoder.finish()
-        if !rest.isEmpty { onText(rest) }
+        if !rest.isEmpty { try onText(rest) }
         return (out, reason)
     }
 }

@@ -289,6 +289,18 @@ func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
 
 func joinPath(_ dir: String, _ name: String) -> String { dir.hasSuffix("/") ? dir + name : dir + "/" + name }
 
+/// The directory that holds `path` ("." for a bare relative name, "/" for a name at the root), computed
+/// on the path's bytes as POSIX dirname(3) does. Not `NSString.deletingLastPathComponent`: on Linux
+/// Foundation it traps on one-character relative paths such as "x" (issue 14).
+func parentDirectory(of path: String) -> String {
+    var bytes = Array(path.utf8)
+    while bytes.count > 1, bytes.last == UInt8(ascii: "/") { bytes.removeLast() }
+    guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+    var end = slash
+    while end > 0, bytes[end - 1] == UInt8(ascii: "/") { end -= 1 }
+    return end == 0 ? "/" : String(decoding: bytes[..<end], as: UTF8.self)
+}
+
 /// fsync of a directory: makes a rename or a file creation in it durable.
 func syncDirectory(_ path: String, faults: FaultInjector?) throws {
     try faults?.check(path, "fsync directory")

@@ -185,8 +185,7 @@ public final class StoreWriter {
             // during creation leaves nothing that could be mistaken for one.
             try HeaderFile.write(h, dir: path, faults: faults)
             if createdDir {
-                let parent = (path as NSString).deletingLastPathComponent
-                try syncDirectory(parent.isEmpty ? "." : parent, faults: faults)
+                try syncDirectory(parentDirectory(of: path), faults: faults)
             }
             let core = try StoreCore(dir: path, header: h, writable: true, truncateToCommitted: false, faults: faults)
             return try StoreWriter(path: path, header: h, core: core, dirFD: dirFD, faults: faults, policy: commitPolicy)

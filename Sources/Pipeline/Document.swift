@@ -195,7 +195,7 @@ public struct DocumentPipeline {
         archive.streaming = true
         defer { archive.streaming = false }
         let feed = info.tailTokens + extra
-        precondition(!feed.isEmpty)
+        guard !feed.isEmpty else { throw PipelineError.emptyDocument }
         // Where the question starts, when it brings retrieved chunks: blocks are cut there.
         var shared = [Int]()
         if question {
@@ -247,11 +247,11 @@ public struct DocumentPipeline {
                     parameters: LongHeadsParameters, precision: KVPrecision, chat: Bool,
                     prepare: (LongHeadsAttention) -> Void = { _ in },
                     prepareIngest: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
-        precondition(!ids.isEmpty)
+        guard !ids.isEmpty else { throw PipelineError.emptyDocument }
         // Without a question, hold back the last token so that `open` always has a token to run (and
         // logits to return).
         let split = questionStart ?? ids.count - 1
-        precondition(split < ids.count)
+        guard split >= 0, split < ids.count else { throw PipelineError.emptyDocument }
         let head = Array(ids[..<split])
         try ingest(ids: head, byteEnds: [Int](repeating: 0, count: head.count), sourceBytes: 0, to: dir, modelFile: modelFile,
                    parameters: parameters, precision: precision, chat: chat, prepare: prepareIngest)
@@ -268,7 +268,7 @@ public struct DocumentPipeline {
 
     /// Greedy/sampled continuation after `open` (the shared decode loop of `Generator`).
     public func answer(session: Session, first logits: UnsafeBufferPointer<Float>, maxTokens: Int, sampling: SamplingParameters,
-                       onText: (String) -> Void) throws -> [Int32] {
+                       onText: (String) throws -> Void) throws -> [Int32] {
         try Generator(model: model, tokenizer: tokenizer).decode(
             from: logits, position: session.position, maxTokens: maxTokens, sampling: sampling,
             attention: session.attention, onText: onText).tokens

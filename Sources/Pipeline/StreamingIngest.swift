@@ -40,7 +40,20 @@ public final class DocumentSource {
             ownsFD = true
         }
         var st = stat()
-        size = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
+        // A closed standard input (`<&-`), one open only for writing (the CLI parks /dev/null write-only on a
+        // closed fd 0 so that no other file takes its number) and a directory are refused here, by name,
+        // before any store is created.
+        let mode = path == "-" ? fcntl(fd, F_GETFL) : O_RDONLY
+        guard mode >= 0, mode & O_ACCMODE != O_WRONLY, fstat(fd, &st) == 0 else {
+            let reason = path == "-" ? "standard input is closed" : String(cString: strerror(errno))
+            if ownsFD { close(fd) }
+            throw PipelineError.cannotReadSource(name: name, reason: reason)
+        }
+        guard (st.st_mode & S_IFMT) != S_IFDIR else {
+            if ownsFD { close(fd) }
+            throw PipelineError.cannotReadSource(name: name, reason: "is a directory")
+        }
+        size = (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
         memory = nil
     }
 
@@ -164,10 +177,25 @@ extension DocumentPipeline {
         // Read the first block before creating anything: an empty document makes no store.
         let reader = try BlockReader(source: source, blockBytes: blockBytes)
         guard !reader.atEnd else { throw PipelineError.emptySource(name: source.name) }
+        // Only a directory this ingest makes is ever removed again (below); one that existed stays, emptied
+        // of the store's files.
+        let madeDirectory = access(path, F_OK) != 0
         let (writer, info) = try createStore(at: path, modelFile: modelFile, parameters: parameters, precision: precision, chat: chat)
-        let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: source.size, prepare: { _ in })
-        return try run.stream(reader, progress: progress, shouldStop: shouldStop)
+        do {
+            let run = try ChunkIngester(pipeline: self, writer: writer, info: info, verify: 0, sourceSize: source.size, prepare: { _ in })
+            return try run.stream(reader, progress: progress, shouldStop: shouldStop)
+        } catch {
+            // Failed (bad input data, a read or write error) before a byte of the document was committed
+            // (chunks of template tokens alone end at byte 0): nothing is there to resume, and a store left
+            // unfinished would only make the retry fail with "already exists" (issue 14). A stop request
+            // keeps the store: its message says how to resume.
+            if writer.header.sourceBytesConsumed == 0 {
+                if case PipelineError.interrupted = error {} else { StoreWriter.removeStoreFiles(at: path, directory: madeDirectory) }
+            }
+            throw error
+        }
     }
+
 
     /// A new, empty store at `path` for `parameters` and `precision`, described as an unfinished ingest.
     private func createStore(at path: String, modelFile: GGUFFile, parameters: LongHeadsParameters, precision: KVPrecision,
@@ -249,10 +277,9 @@ final class BlockReader {
     init(source: DocumentSource, blockBytes: Int) throws {
         self.source = source
         buffer = .allocate(byteCount: max(1, blockBytes), alignment: 64)
-        do { try fill() } catch {
-            buffer.deallocate()
-            throw error
-        }
+        // No deallocation here if `fill` throws: every stored property is set, so `deinit` runs and frees
+        // the buffer (freeing it here too was the double free of issue 14).
+        try fill()
     }
 
     deinit { buffer.deallocate() }

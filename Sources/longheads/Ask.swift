@@ -59,9 +59,11 @@ struct Ask: ParsableCommand {
         if store == nil && questions == "-" && inputs.first == "-" {
             throw ValidationError("the document and the questions cannot both be standard input")
         }
-        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
-        guard sources >= 0 else { throw ValidationError("--sources must be ≥ 0") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("max-tokens", maxTokens, Limits.tokens)
+        try checkOption("sources", sources, 0...10_000)
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         if store == nil, let p = LongHeadsParameters(chunkSize: chunk, attentionLength: attention).problem { throw ValidationError(p) }
     }
 
@@ -69,7 +71,7 @@ struct Ask: ParsableCommand {
         try guarded {
             // Every question is checked before the model is loaded: a bad line costs nothing.
             let batch = try questions.map { try loadQuestions(path: $0) }
-            let single = questions == nil ? inputs.last! : nil
+            let single = questions == nil ? inputs.last : nil
             if let single, single.isEmpty { throw GenerationError.emptyPrompt }
             if let store {
                 let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
@@ -107,7 +109,6 @@ struct Ask: ParsableCommand {
     func answer(store: String, pipeline: DocumentPipeline, batch: [Question]?, single: String?) throws {
         let reader = try StoreReader.open(at: store)
         let info = try DocumentPipeline.storeInfo(reader)
-        let out = FileHandle.standardOutput
         let clock = ContinuousClock()
         let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
         // Stores ingested before `quest-lexical` became the default record `quest`: the same data, but their
@@ -121,7 +122,7 @@ struct Ask: ParsableCommand {
         let tb = clock.now
         let baseline = cite ? try pipeline.citationBaseline(store: store, reader: reader, raw: raw, policy: selectionPolicy) : []
         if verbose && cite { log(String(format: "ask: citation baseline (%d probes) in %.3f s", DocumentPipeline.citationProbes.count, (clock.now - tb).seconds)) }
-        for q in batch ?? [Question(id: 1, text: single!, line: 0)] {
+        for q in batch ?? [Question(id: 1, text: single ?? "", line: 0)] {
             let t0 = clock.now
             let ids = pipeline.questionTokens(q.text, chat: info.chat, raw: raw)
             // Citations come from the selections made while the question is read (through its last token, whose
@@ -145,17 +146,17 @@ struct Ask: ParsableCommand {
             let t1 = clock.now
             var text = ""
             let tokens = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) { piece in
-                if batch == nil { out.write(Data(piece.utf8)) } else { text += piece }
+                if batch == nil { try Output.write(piece) } else { text += piece }
             }
             let cited = cite ? try tally.citations(reader: reader, baseline: baseline, top: sources) : []
             let seconds = (clock.now - t0).seconds
             if batch == nil {
-                out.write(Data("\n".utf8))
+                try Output.write("\n")
                 if cite { log("sources: " + (try jsonLine([("sources", cited.map(\.json))]))) }
             } else {
                 let line = try jsonLine([("id", q.id), ("answer", text.trimmingCharacters(in: .whitespacesAndNewlines)),
                                          ("seconds", (seconds * 1000).rounded() / 1000), ("sources", cited.map(\.json))])
-                out.write(Data((line + "\n").utf8))
+                try Output.line(line)
             }
             if let tallyOut { try appendTally(tallyOut, id: q.id, question: tally, answer: answerTally, reader: reader) }
             if verbose {
@@ -186,34 +187,13 @@ struct Ask: ParsableCommand {
     }
 }
 
-/// One line of a questions file.
-struct Question {
-    /// The line's `id` (any JSON value), or its line number when it has none.
-    var id: Any
-    var text: String
-    var line: Int
-}
-
-/// Reads and checks a whole JSONL questions file ('-': stdin); a bad line is named by its number.
+/// Reads and checks a whole JSONL questions file ('-': stdin); a bad line is named by its number
+/// (`parseQuestions`, exit 65); a file that cannot be read is named (exit 66).
 func loadQuestions(path: String) throws -> [Question] {
-    let name = path == "-" ? "standard input" : path
-    let text = try readText(path: path)
-    var out = [Question]()
-    for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        if line.isEmpty { continue }
-        func bad(_ why: String) -> InputError { InputError(description: "\(name): line \(i + 1): \(why)") }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
-            throw bad("not valid JSON")
-        }
-        guard let dict = object as? [String: Any] else { throw bad("not a JSON object") }
-        guard let question = dict["question"] as? String else { throw bad("no \"question\" string") }
-        guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw bad("the question is empty") }
-        if let id = dict["id"], id is [Any] || id is [String: Any] || id is NSNull { throw bad("\"id\" must be a string or a number") }
-        out.append(Question(id: dict["id"] ?? i + 1, text: question, line: i + 1))
+    let (bytes, name) = try readBytes(path: path)
+    do { return try parseQuestions(bytes, name: name) } catch let e as QuestionsError {
+        throw InputError(description: e.description)
     }
-    guard !out.isEmpty else { throw InputError(description: "\(name): no questions") }
-    return out
 }
 
 extension Citation {
@@ -233,12 +213,16 @@ struct Verify: ParsableCommand {
         try guarded {
             let reader = try StoreReader.open(at: store)
             let problems = reader.verify()
-            if problems.isEmpty {
-                print("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
-            } else {
+            guard problems.isEmpty else {
                 for p in problems { log("longheads: error: \(p)") }
                 throw ExitCode(Exit.dataError)
             }
+            // Intact but unfinished (interrupted, killed): not ok to ask; say how to finish it. A store whose
+            // description is not a document's (made by other tools) has no such flag.
+            if let info = try? StoreInfo.decode(reader.header.blob, path: store), info.complete == false {
+                throw PipelineError.incompleteStore(path: store, chunks: reader.chunkCount)
+            }
+            try Output.line("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
         }
     }
 }

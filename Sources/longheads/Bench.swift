@@ -14,6 +14,11 @@ struct Bench: ParsableCommand {
         @OptionGroup var modelOptions: ModelOptions
         @Option(name: .long, help: "Timed repetitions; the median is reported.") var repetitions: Int = 3
         @Option(name: .long, help: "Untimed warm-up runs.") var warmup: Int = 1
+
+        func validate() throws {
+            try checkOption("repetitions", repetitions, Limits.repetitions)
+            try checkOption("warmup", warmup, 0...Limits.repetitions.upperBound)
+        }
     }
 
     /// Token ids of ordinary English text, repeated to `count` tokens, so that the benchmark runs real data.
@@ -27,7 +32,7 @@ struct Bench: ParsableCommand {
         return (0..<count).map { ids[$0 % ids.count] }
     }
 
-    static func report(kind: String, tokens: Int, times: [Double], threads: Int, model: String, extra: [String: Any] = [:]) {
+    static func report(kind: String, tokens: Int, times: [Double], threads: Int, model: String, extra: [String: Any] = [:]) throws {
         let sorted = times.sorted()
         let median = sorted[sorted.count / 2]
         var o: [String: Any] = [
@@ -36,14 +41,16 @@ struct Bench: ParsableCommand {
             "repetitions": times.count, "seconds_all": times,
         ]
         o.merge(extra) { a, _ in a }
-        let data = try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+        try Output.line(String(decoding: data, as: UTF8.self))
     }
 
     struct Prefill: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Prompt processing: N tokens in one batch from an empty context (llama-bench pp N).")
         @OptionGroup var common: Common
         @Option(name: .long, help: "Prompt tokens.") var tokens: Int = 512
+
+        func validate() throws { try checkOption("tokens", tokens, 1...(1 << 20)) }
 
         func run() throws {
             try guarded {
@@ -58,7 +65,7 @@ struct Bench: ParsableCommand {
                     let dt = (clock.now - t0).seconds
                     if r >= common.warmup { times.append(dt) }
                 }
-                Bench.report(kind: "prefill", tokens: tokens, times: times, threads: model.pool.threads,
+                try Bench.report(kind: "prefill", tokens: tokens, times: times, threads: model.pool.threads,
                              model: (model.file.path as NSString).lastPathComponent)
             }
         }
@@ -68,6 +75,8 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Generation: N tokens one at a time from an empty context (llama-bench tg N).")
         @OptionGroup var common: Common
         @Option(name: .long, help: "Generated tokens.") var tokens: Int = 128
+
+        func validate() throws { try checkOption("tokens", tokens, 1...(1 << 20)) }
 
         func run() throws {
             try guarded {
@@ -86,7 +95,7 @@ struct Bench: ParsableCommand {
                     let dt = (clock.now - t0).seconds
                     if r >= common.warmup { times.append(dt) }
                 }
-                Bench.report(kind: "decode", tokens: tokens, times: times, threads: model.pool.threads,
+                try Bench.report(kind: "decode", tokens: tokens, times: times, threads: model.pool.threads,
                              model: (model.file.path as NSString).lastPathComponent)
             }
         }

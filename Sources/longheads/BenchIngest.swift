@@ -14,6 +14,8 @@ struct BenchIngest: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var lh: LongHeadsOptions
     @Option(name: .long, help: "Document tokens (e.g. 8192, 131072).") var tokens: Int = 8192
+
+    func validate() throws { try checkOption("tokens", tokens, Limits.tokens) }
     @Option(name: .long, help: "Keep the store here instead of a temporary directory.") var store: String?
     @Flag(name: .long, help: "Skip the ingest: only ask, on the existing store given by --store.") var askOnly = false
 
@@ -91,13 +93,13 @@ struct BenchIngest: ParsableCommand {
                 o["retrieval_seconds"] = r.seconds
                 o["retrieved_chunks"] = r.chunks
                 o["tokens"] = r.tokens
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
                 return
             }
             var text = Self.prose(words: tokens, seed: 42)
             var ids = tokenizer.encode(text)
             while ids.count < tokens { text += Self.prose(words: tokens - ids.count + 16, seed: UInt64(ids.count)); ids = tokenizer.encode(text) }
-            let dir = store ?? NSTemporaryDirectory() + "longheads-bench-ingest-\(getpid())"
+            let dir = store ?? TemporaryStores.directory + "longheads-bench-ingest-\(getpid())"
             defer { if store == nil { try? FileManager.default.removeItem(atPath: dir) } }
             let clock = ContinuousClock()
             let sampler = MemorySampler()
@@ -140,7 +142,7 @@ struct BenchIngest: ParsableCommand {
                 "page_cache_ask_cold": askCache[0], "page_cache_ask_warm": askCache[1],
                 "rss_ingest": ingestPhase, "rss_ask_cold": askPhases[0], "rss_ask_warm": askPhases[1],
             ]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+            try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
         }
     }
 }

@@ -297,9 +297,12 @@ struct NiahLongHeadsOptions: ParsableArguments {
             throw ValidationError("--policy and --ingest-policy take \(Self.policyNames.joined(separator: ", ")); got '\(name)'")
         }
         guard !policies.isEmpty, Set(policies).count == policies.count else { throw ValidationError("--policy: give distinct policies") }
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
+        if let selectiveFrom { try checkOption("selective-from", selectiveFrom, Limits.attention) }
         if let p = ingestParameters.problem { throw ValidationError(p) }
         guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
     }
 }
 
@@ -346,7 +349,7 @@ struct BenchNiah: ParsableCommand {
         guard taskList != nil else {
             throw ValidationError("--task must be one or more of \(NiahTask.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard trials >= 1 else { throw ValidationError("--trials must be ≥ 1") }
+        try checkOption("trials", trials, Limits.repetitions)
         guard !lengthList.isEmpty, lengthList.count == lengths.split(separator: ",").count else {
             throw ValidationError("--lengths: give positive lengths, e.g. 8k,16k or 2048")
         }
@@ -385,7 +388,7 @@ struct BenchNiah: ParsableCommand {
                         let last = p.ids.count - 1
                         let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
                         let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
-                        let dir = NSTemporaryDirectory() + "longheads-niah-\(getpid())-\(t)"
+                        let dir = TemporaryStores.directory + "longheads-niah-\(getpid())-\(t)"
                         defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "-needle") }
                         let clock = ContinuousClock()
                         func ingest(_ ids: [Int32], to path: String) throws -> Double {
@@ -445,8 +448,7 @@ struct BenchNiah: ParsableCommand {
                                     "shared_chunks": session.attention.sharedChunks,
                                 ]
                                 if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
-                                print(try jsonLine(o))
-                                fflush(nil)
+                                try Output.line(try jsonLine(o))
                             } else {
                                 log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
                                            task.rawValue, p.ids.count, depth, name, ok ? "ok" : "MISS", p.expected,
@@ -457,13 +459,12 @@ struct BenchNiah: ParsableCommand {
                         }
                     }
                     for row in group {
-                        if json { print(try jsonLine(summaryObject(row, depthList: depthList))) }
+                        if json { try Output.line(try jsonLine(summaryObject(row, depthList: depthList))) }
                         rows.append(row)
                     }
-                    fflush(nil)
                 }
             }
-            if !json { print(summaryTable(rows), terminator: "") }
+            if !json { try Output.write(summaryTable(rows)) }
         }
     }
 

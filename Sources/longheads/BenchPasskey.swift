@@ -37,8 +37,9 @@ struct BenchPasskey: ParsableCommand {
     /// Parses "8k" / "16384".
     static func parseLength(_ s: Substring) -> Int? {
         let t = s.lowercased().trimmingCharacters(in: .whitespaces)
-        if t.hasSuffix("k"), let v = Int(t.dropLast()), v > 0 { return v * 1024 }
-        guard let v = Int(t), v > 0 else { return nil }
+        // Bounded (Limits.tokens) before multiplying: "9999999999999999k" must not overflow.
+        if t.hasSuffix("k"), let v = Int(t.dropLast()), v > 0, v <= Limits.tokens.upperBound / 1024 { return v * 1024 }
+        guard let v = Int(t), Limits.tokens.contains(v) else { return nil }
         return v
     }
 
@@ -83,7 +84,7 @@ struct BenchPasskey: ParsableCommand {
     }
 
     func validate() throws {
-        guard trials >= 1 else { throw ValidationError("--trials must be ≥ 1") }
+        try checkOption("trials", trials, Limits.repetitions)
         guard !lengthList.isEmpty, lengthList.count == lengths.split(separator: ",").count else {
             throw ValidationError("--lengths: give positive lengths, e.g. 8k,16k or 2048")
         }
@@ -118,7 +119,7 @@ struct BenchPasskey: ParsableCommand {
                     let last = p.ids.count - 1
                     let keyChunks = SelectionTally.chunks(of: p.keySpan, chunkSize: parameters.chunkSize)
                     let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: keyChunks)
-                    let dir = NSTemporaryDirectory() + "longheads-passkey-\(getpid())-\(t)"
+                    let dir = TemporaryStores.directory + "longheads-passkey-\(getpid())-\(t)"
                     defer { try? FileManager.default.removeItem(atPath: dir) }
                     let clock = ContinuousClock()
                     let t0 = clock.now
@@ -150,7 +151,7 @@ struct BenchPasskey: ParsableCommand {
                             "key_in_forced_chunk": forced, "selection_recall": recall ?? NSNull(),
                             "selection_per_layer": tally.perLayer,
                         ]
-                        print(try jsonLine(o))
+                        try Output.line(try jsonLine(o))
                     } else {
                         log(String(format: "passkey %d tokens depth %.2f: %@ (%@)", p.ids.count, depth, ok ? "ok" : "MISS",
                                    answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")))
@@ -169,7 +170,7 @@ struct BenchPasskey: ParsableCommand {
                     "mean_selection_recall_hits": mean(hitRecalls) ?? NSNull(),
                     "mean_selection_recall_misses": mean(missRecalls) ?? NSNull(),
                 ]
-                print(try jsonLine(line))
+                try Output.line(try jsonLine(line))
                 if let plot {
                     let title = "Passkey accuracy, \(parameters.description) precision=\(lh.precision)"
                     let subtitle = "\(URL(fileURLWithPath: model.file.path).lastPathComponent), greedy, "

@@ -32,6 +32,8 @@ struct Filter: ParsableCommand {
     var score = false
     @Option(name: .long, help: "P(yes) at or above which a record is a yes.") var threshold: Double = 0.5
     @Option(name: .long, help: "Memory budget of the decompressed-page cache for long records, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Most bytes of one record (terminator included); a longer one ends the run with exit 65, naming it.")
+    var maxRecordBytes: Int = RecordSplitter.defaultMaxRecordBytes
     @Flag(name: .long, help: "Print counts and timing to stderr at the end.") var verbose = false
     @Option(name: .long, help: ArgumentHelp("Prompt template with {text} once and {question} anywhere (\\n: newline).", visibility: .hidden))
     var template: String = YesNoClassifier.defaultTemplate
@@ -43,8 +45,9 @@ struct Filter: ParsableCommand {
             throw ValidationError("give at most one of --paragraphs, -z, --field")
         }
         if let field, field.isEmpty { throw ValidationError("--field needs a name") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         guard threshold.isFinite else { throw ValidationError("--threshold must be a number") }
+        try checkOption("max-record-bytes", maxRecordBytes, 1...(1 << 34))
     }
 
     func run() throws {
@@ -71,8 +74,7 @@ struct Filter: ParsableCommand {
 
     /// Reads stdin as it arrives and writes the passing records.
     func filterRecords(_ classifier: YesNoClassifier) throws {
-        let out = FileHandle.standardOutput
-        var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines)
+        var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
         var records = 0, passed = 0
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -82,7 +84,7 @@ struct Filter: ParsableCommand {
             let p = text.contains(where: { !$0.isWhitespace }) ? try classifier.score(text) : 0
             guard (p >= threshold) != invert else { return }
             passed += 1
-            out.write(Data(score ? scored(r, p) : r.bytes))
+            try Output.write(score ? scored(r, p) : r.bytes)
         }
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -92,7 +94,9 @@ struct Filter: ParsableCommand {
                 throw InputError(description: "standard input: read failed: \(String(cString: strerror(errno)))", code: Exit.noInput)
             }
             if n == 0 { break }
-            try splitter.feed(buffer[0..<n], emit: handle)
+            do { try splitter.feed(buffer[0..<n], emit: handle) } catch let e as RecordError {
+                throw InputError(description: "standard input: \(e)")
+            }
         }
         try splitter.finish(emit: handle)
         if records == 0 { log("longheads: filter: no records on standard input") }
@@ -126,89 +130,5 @@ struct Filter: ParsableCommand {
             return Array(before) + Array(((empty ? "" : ",") + "\"score\":\(s)").utf8) + Array(r.bytes[close...])
         }
         return Array((s + "\t").utf8) + r.bytes
-    }
-}
-
-/// Byte offset of the first byte that does not start (or continue) a valid UTF-8 sequence.
-func firstInvalidUTF8(_ bytes: [UInt8]) -> Int {
-    var it = bytes.makeIterator()
-    var decoder = UTF8()
-    var offset = 0
-    while case .scalarValue(let s) = decoder.decode(&it) { offset += UTF8.width(s) }
-    return offset
-}
-
-/// One record of the input.
-struct Record {
-    /// Everything that is passed through: the record and its terminator (paragraphs: the blank lines after it).
-    var bytes: [UInt8]
-    /// The part that is asked about (no terminator, no surrounding blank lines).
-    var content: [UInt8]
-    /// 1-based record number.
-    var number: Int
-    /// Byte offset of `content` in the input.
-    var offset: Int
-}
-
-/// Cuts a byte stream into records as the bytes arrive.
-struct RecordSplitter {
-    enum Mode { case lines, nul, paragraphs }
-    let mode: Mode
-    private var pending: [UInt8] = []
-    private var consumed = 0        // input bytes before `pending`
-    private var number = 0
-    // Paragraphs: the record being built, whether it has content, and where its trailing blank lines start.
-    private var paragraph: [UInt8] = []
-    private var contentRange: Range<Int>?
-    private var trailingBlank = false
-    private var paragraphOffset = 0
-
-    init(mode: Mode) { self.mode = mode }
-
-    mutating func feed(_ bytes: ArraySlice<UInt8>, emit: (Record) throws -> Void) throws {
-        pending += bytes
-        let terminator = mode == .nul ? UInt8(0) : UInt8(ascii: "\n")
-        var start = 0
-        while let end = pending[start...].firstIndex(of: terminator) {
-            try take(Array(pending[start...end]), terminated: true, emit: emit)
-            start = end + 1
-        }
-        pending.removeFirst(start)
-    }
-
-    mutating func finish(emit: (Record) throws -> Void) throws {
-        if !pending.isEmpty { try take(pending, terminated: false, emit: emit) }
-        pending = []
-        if mode == .paragraphs, contentRange != nil { try emitParagraph(emit) }
-    }
-
-    private mutating func take(_ piece: [UInt8], terminated: Bool, emit: (Record) throws -> Void) throws {
-        defer { consumed += piece.count }
-        guard mode == .paragraphs else {
-            number += 1
-            return try emit(Record(bytes: piece, content: terminated ? Array(piece.dropLast()) : piece, number: number, offset: consumed))
-        }
-        let blank = piece.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D || $0 == 0x0A }
-        if blank {
-            if paragraph.isEmpty { paragraphOffset = consumed }
-            paragraph += piece
-            if contentRange != nil { trailingBlank = true }
-            return
-        }
-        if trailingBlank { try emitParagraph(emit) }  // the blank lines after the last paragraph ended it
-        if paragraph.isEmpty { paragraphOffset = consumed }
-        let lo = contentRange?.lowerBound ?? paragraph.count
-        paragraph += piece
-        contentRange = lo..<(paragraph.count - (terminated ? 1 : 0))
-    }
-
-    private mutating func emitParagraph(_ emit: (Record) throws -> Void) throws {
-        number += 1
-        let r = Record(bytes: paragraph, content: Array(paragraph[contentRange!]), number: number,
-                       offset: paragraphOffset + contentRange!.lowerBound)
-        paragraph = []
-        contentRange = nil
-        trailingBlank = false
-        try emit(r)
     }
 }

@@ -49,8 +49,10 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         if prompt != nil && promptFile != nil { throw ValidationError("give either --prompt or --prompt-file, not both") }
-        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
-        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+        try checkOption("max-tokens", maxTokens, 0...Limits.tokens.upperBound)
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be a finite number ≥ 0") }
+        try checkOption("top-k", topK, 0...(1 << 24))
+        if let selectionReport { try checkOption("selection-report", selectionReport, 0...Limits.tokens.upperBound) }
         guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
     }
 
@@ -62,18 +64,17 @@ struct Generate: ParsableCommand {
             var ids = chat ? ChatTemplate.chatML(user: text, tokenizer: tokenizer) : tokenizer.encode(text)
             if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
             guard !ids.isEmpty else { throw GenerationError.emptyPrompt }
-            let out = FileHandle.standardOutput
             let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
             if ids.count + maxTokens > lh.parameters.beginSelective {
                 // Past the selective threshold: LongHeads through a temporary store, removed afterwards.
-                try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, out: out)
+                try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling)
                 return
             }
             let attention = DenseAttention(config: model.config, capacity: ids.count + maxTokens, pool: model.pool)
             let result = try Generator(model: model, tokenizer: tokenizer).generate(
                 prompt: ids, maxTokens: maxTokens, sampling: sampling,
-                attention: attention) { piece in out.write(Data(piece.utf8)) }
-            out.write(Data("\n".utf8))
+                attention: attention) { piece in try Output.write(piece) }
+            try Output.write("\n")
             if verbose {
                 log(String(format: "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s); stop: %@",
                            result.promptTokens, result.promptSeconds, Double(result.promptTokens) / result.promptSeconds,
@@ -85,9 +86,13 @@ struct Generate: ParsableCommand {
 }
 
 extension Generate {
-    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, out: FileHandle) throws {
-        let dir = NSTemporaryDirectory() + "longheads-generate-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters) throws {
+        // Removed on return, error, Ctrl-C / SIGTERM, and by the next longheads after a crash (issue 14:
+        // an interrupted generate left its store behind).
+        try withTemporaryStore("generate") { dir in try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, dir: dir) }
+    }
+
+    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, dir: String) throws {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -109,9 +114,9 @@ extension Generate {
         }
         let t1 = clock.now
         let answer = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) {
-            out.write(Data($0.utf8))
+            try Output.write($0)
         }
-        out.write(Data("\n".utf8))
+        try Output.write("\n")
         if verbose {
             log(String(format: "longheads %@: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s",
                        lh.parameters.description, ids.count, (t1 - t0).seconds, Double(ids.count) / (t1 - t0).seconds,
@@ -135,7 +140,7 @@ struct Tokenize: ParsableCommand {
             let (_, tokenizer) = try modelOptions.openTokenizer()
             let s = text == "-" ? try readText(path: "-") : text
             let ids = tokenizer.encode(s)
-            print(ids.map(String.init).joined(separator: " "))
+            try Output.line(ids.map(String.init).joined(separator: " "))
         }
     }
 }

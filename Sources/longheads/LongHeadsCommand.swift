@@ -1,7 +1,19 @@
+import Foundation
 import ArgumentParser
 
-/// `longheads`: read documents far longer than the model was trained on, on CPU.
+/// The entry point: standard streams are checked before any file is opened, then the command runs.
 @main
+enum Main {
+    static func main() async {
+        StandardStreams.reserve()
+        // A reader that goes away (`… | head`) is an EPIPE from `Output`, not a kill: temporary stores are removed.
+        signal(SIGPIPE, SIG_IGN)
+        TemporaryStores.removeStale()
+        await LongHeadsCommand.main()
+    }
+}
+
+/// `longheads`: read documents far longer than the model was trained on, on CPU.
 struct LongHeadsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "longheads",
@@ -19,15 +31,17 @@ struct LongHeadsCommand: AsyncParsableCommand {
               65  bad input data: empty prompt or document, invalid UTF-8, a bad
                   --questions line or filter record (its number is named),
                   damaged store, another model's store
-              66  input or model file missing or unreadable
+              66  input or model file missing or unreadable, a directory as
+                  input, a closed standard input
               69  model fetch failed (pip unavailable, network, a part or the
                   whole failing its size or sha256 check)
               70  model file invalid (truncated, not GGUF, unsupported type or
                   architecture)
-              74  I/O error while writing
+              74  I/O error while writing (also a full or closed stdout)
               130 interrupted by Ctrl-C (143: SIGTERM); ingest first commits the
                   chunks done; temporary stores (ask FILE, filter, summarize)
-                  are removed
+                  are removed (also those of crashed runs, at the next start)
+              141 the reader of stdout went away (SIGPIPE): quiet stop
             """,
         subcommands: [Generate.self, Ingest.self, Ask.self, Filter.self, Summarize.self, Verify.self, Tokenize.self, Bench.self, ModelCommand.self])
 }

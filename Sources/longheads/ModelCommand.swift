@@ -28,7 +28,7 @@ struct ModelCommand: ParsableCommand {
                 let name = m.name + (m == PublishedModel.defaultModel ? "*" : "")
                 let size = String(format: "%5.0f MB", Double(m.size) / 1e6)
                 let state = cache.cachedPath(of: m) != nil ? "cached " : "missing"
-                print("\(name.padding(toLength: width + 1, withPad: " ", startingAt: 0))  \(size)  \(state)  \(cache.path(of: m))  \(m.summary)")
+                try Output.line("\(name.padding(toLength: width + 1, withPad: " ", startingAt: 0))  \(size)  \(state)  \(cache.path(of: m))  \(m.summary)")
             }
         }
     }
@@ -44,7 +44,7 @@ struct ModelCommand: ParsableCommand {
                 let m = try ModelCommand.lookup(name)
                 let cache = ModelCache()
                 let p = force ? try cache.fetch(m, log: log) : try cache.ensure(m, log: log)
-                print(p)
+                try Output.line(p)
             }
         }
     }
@@ -54,7 +54,7 @@ struct ModelCommand: ParsableCommand {
         @Argument(help: "Model name (default: the default model).")
         var name: String?
         func run() throws {
-            try guarded { print(ModelCache().path(of: try ModelCommand.lookup(name))) }
+            try guarded { try Output.line(ModelCache().path(of: try ModelCommand.lookup(name))) }
         }
     }
 }

@@ -24,12 +24,15 @@ struct LongHeadsOptions: ParsableArguments {
     var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
 
     func validate() throws {
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
+        if let selectiveFrom { try checkOption("selective-from", selectiveFrom, Limits.attention) }
         if let p = parameters.problem { throw ValidationError(p) }
         guard SelectionPolicy(rawValue: policy) != nil else {
             throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
     }
 }
 
@@ -59,7 +62,7 @@ struct Ingest: ParsableCommand {
 
     func validate() throws {
         guard ["auto", "tty", "json", "none"].contains(progress) else { throw ValidationError("--progress must be auto, tty, json or none") }
-        guard readBlock >= 1 else { throw ValidationError("--read-block must be positive") }
+        try checkOption("read-block", readBlock, 1...(1 << 30))
     }
 
     func run() throws {
@@ -96,7 +99,7 @@ struct Ingest: ParsableCommand {
                     "source_bytes": info.sourceBytes, "chunks": summary.resumedChunks + summary.computedChunks,
                     "resumed_chunks": summary.resumedChunks, "computed_chunks": summary.computedChunks,
                 ]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
             }
         } catch let e as ExitCode where e.rawValue == Exit.dataError && stop.requested() {
             // The stop request was honoured: the message (logged by `guarded`) says how to resume.
@@ -178,7 +181,7 @@ final class ProgressReporter {
             var line = "ingest: \(p.tokens) tokens, \(p.chunks) chunks, \(String(format: "%.0f", p.tokensPerSecond)) tok/s, \(clock(p.seconds))"
             if p.resumedChunks > 0 { line += ", \(p.resumedChunks) chunks resumed" }
             if let eta = p.etaSeconds, !p.done { line += ", ETA \(clock(eta))" }
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (p.done ? "\n" : "")).utf8))
+            writeStandardError("\r\u{1B}[K" + line + (p.done ? "\n" : ""))
         case .json:
             var o: [String: Any] = ["tokens": p.tokens, "chunks": p.chunks, "resumed_chunks": p.resumedChunks,
                                     "tokens_per_second": p.tokensPerSecond, "elapsed_seconds": p.seconds, "bytes_done": p.bytesDone,

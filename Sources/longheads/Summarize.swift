@@ -52,11 +52,13 @@ struct Summarize: ParsableCommand {
     var parameters: LongHeadsParameters { LongHeadsParameters(chunkSize: chunk, attentionLength: attention) }
 
     func validate() throws {
-        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be ≥ 1") }
+        try checkOption("max-tokens", maxTokens, Limits.tokens)
+        try checkOption("chunk", chunk, Limits.chunk)
+        try checkOption("attention", attention, Limits.attention)
         guard repeatPenalty.isFinite, repeatPenalty >= 1 else { throw ValidationError("--repeat-penalty must be ≥ 1") }
-        guard sectionTokens >= 16 else { throw ValidationError("--section-tokens must be ≥ 16") }
+        try checkOption("section-tokens", sectionTokens, 16...Limits.tokens.upperBound)
         if let p = parameters.problem { throw ValidationError(p) }
-        guard memoryBudget >= 16 else { throw ValidationError("--memory-budget must be at least 16 MiB") }
+        try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         switch (input, store) {
         case (nil, nil): throw ValidationError("give the document (FILE or -), or --store DIR of an ingested one")
         case (nil, _?) where sections: throw ValidationError("--sections needs the document text: give FILE")
@@ -72,25 +74,26 @@ struct Summarize: ParsableCommand {
             // --sections needs the text; otherwise the document is streamed (`summarizeWhole`).
             let text = sections ? try readText(path: input) : nil
             if let text, !text.contains(where: { !$0.isWhitespace }) { throw Self.empty(input == "-" ? "standard input" : input) }
+            // Opened before the model is loaded: a directory or a closed stdin is named at once (exit 66).
+            let source = sections ? nil : try DocumentSource(path: input)
             let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
-            let out = FileHandle.standardOutput
             let clock = ContinuousClock()
             let t0 = clock.now
             if let text {
                 for s in self.sections(of: text, tokenizer: tokenizer) {
-                    out.write(Data((s.title + ": ").utf8))
+                    try Output.write(s.title + ": ")
                     let ids = ChatTemplate.userTurnOpening(tokenizer: tokenizer) + s.ids
                         + pipeline.questionTokens(instruction, chat: true, raw: false)
-                    try generate(prompt: ids, pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
-                    out.write(Data("\n".utf8))
+                    try generate(prompt: ids, pipeline: pipeline) { try Output.write(oneLine($0)) }
+                    try Output.write("\n")
                 }
-                out.write(Data("Overall: ".utf8))
-                try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { out.write(Data(oneLine($0).utf8)) }
-            } else {
-                try summarizeWhole(DocumentSource(path: input), pipeline: pipeline) { out.write(Data($0.utf8)) }
+                try Output.write("Overall: ")
+                try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { try Output.write(oneLine($0)) }
+            } else if let source {
+                try summarizeWhole(source, pipeline: pipeline) { try Output.write($0) }
             }
-            out.write(Data("\n".utf8))
+            try Output.write("\n")
             if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
         }
     }
@@ -102,7 +105,7 @@ struct Summarize: ParsableCommand {
     /// Only the document's head is read to decide: a document of more than `beginSelective` × (longest token)
     /// bytes has more tokens than plain attention takes, and is streamed into the store without ever being
     /// held whole, so its length costs disk, not memory (as `ingest` and `ask FILE`).
-    func summarizeWhole(_ source: DocumentSource, pipeline: DocumentPipeline, onText: (String) -> Void) throws {
+    func summarizeWhole(_ source: DocumentSource, pipeline: DocumentPipeline, onText: (String) throws -> Void) throws {
         let question = pipeline.questionTokens(instruction, chat: true, raw: false)
         let tokenizer = pipeline.tokenizer
         let longest = (0..<tokenizer.vocabularySize).reduce(1) { max($0, tokenizer.pieceBytes(Int32($1)).count) }
@@ -141,17 +144,16 @@ struct Summarize: ParsableCommand {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now
-        let out = FileHandle.standardOutput
         let chat = try StoreReader.open(at: store).header.flags & 1 != 0
         let (session, logits) = try pipeline.open(store: store, modelFile: model.file,
                                                   then: pipeline.questionTokens(instruction, chat: chat, raw: false))
-        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { out.write(Data($0.utf8)) }
-        out.write(Data("\n".utf8))
+        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { try Output.write($0) }
+        try Output.write("\n")
         if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
     }
 
     /// Generates from a complete prompt: plain attention when it fits, else LongHeads via a temporary store.
-    func generate(prompt ids: [Int32], pipeline: DocumentPipeline, onText: (String) -> Void) throws {
+    func generate(prompt ids: [Int32], pipeline: DocumentPipeline, onText: (String) throws -> Void) throws {
         if ids.count + maxTokens <= parameters.beginSelective {
             let dense = DenseAttention(config: pipeline.model.config, capacity: ids.count + maxTokens, pool: pipeline.model.pool)
             _ = try Generator(model: pipeline.model, tokenizer: pipeline.tokenizer).generate(

@@ -21,7 +21,7 @@ enum Exit {
 
 /// Writes one line to stderr.
 func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    writeStandardError(message + "\n")
 }
 
 /// Reports `message` as `longheads: error: …` on stderr and exits with `code`.
@@ -34,6 +34,9 @@ func fail(_ message: String, code: Int32) -> ExitCode {
 func exitCode(for error: Error) -> ExitCode {
     switch error {
     case let e as ExitCode: return e
+    // The reader of our output went away (`… | head`): end quietly, as a process killed by SIGPIPE reports.
+    case OutputError.brokenPipe: return ExitCode(128 + SIGPIPE)
+    case let e as OutputError: return fail(e.description, code: Exit.ioError)
     case let e as GGUFError:
         if case .cannotOpen = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.badModel)
@@ -45,7 +48,9 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
     case let e as StoreError: return fail(e.description, code: e.isDiskFull ? Exit.ioError : Exit.dataError)
-    case let e as PipelineError: return fail(e.description, code: Exit.dataError)
+    case let e as PipelineError:
+        if case .cannotReadSource = e { return fail(e.description, code: Exit.noInput) }
+        return fail(e.description, code: Exit.dataError)
     default: return fail("\(error)", code: Exit.internalError)
     }
 }
@@ -53,6 +58,23 @@ func exitCode(for error: Error) -> ExitCode {
 /// Runs `body`, turning every thrown error into a message on stderr and an exit code.
 func guarded(_ body: () throws -> Void) throws {
     do { try body() } catch { throw exitCode(for: error) }
+}
+
+/// Numeric option limits. Bounded so that everything computed from them stays far from overflow and from
+/// absurd allocations (MiB << 20 bytes, prompt + generated positions, chunk buffers).
+enum Limits {
+    static let memoryBudgetMiB = 16...(1 << 20)
+    static let tokens = 1...(1 << 24)
+    static let chunk = 16...8192
+    static let attention = 16...(1 << 22)
+    static let repetitions = 1...100_000
+}
+
+/// Checks that the option `--name` is in `range` (exit 64 naming it).
+func checkOption<T: Comparable>(_ name: String, _ value: T, _ range: ClosedRange<T>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("--\(name) must be in \(range.lowerBound)...\(range.upperBound) (got \(value))")
+    }
 }
 
 /// Problems with the user's input.
@@ -80,15 +102,27 @@ func decodeUTF8(_ data: Data, source: String) throws -> String {
     throw InputError(description: "\(source): invalid UTF-8 at byte offset \(offset)")
 }
 
-/// Reads a whole file (or stdin for "-") as UTF-8 text.
+/// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
+/// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
 func readText(path: String) throws -> String {
-    if path == "-" {
-        return try decodeUTF8(FileHandle.standardInput.readDataToEndOfFile(), source: "standard input")
+    let (bytes, name) = try readBytes(path: path)
+    return try decodeUTF8(Data(bytes), source: name)
+}
+
+/// Reads a whole file (or stdin for "-"); returns its bytes and its name for messages.
+func readBytes(path: String) throws -> (bytes: [UInt8], name: String) {
+    let source: DocumentSource
+    do { source = try DocumentSource(path: path) } catch let e as PipelineError {
+        throw InputError(description: e.description, code: Exit.noInput)
     }
-    guard let d = FileManager.default.contents(atPath: path) else {
-        throw InputError(description: "\(path): cannot read file", code: Exit.noInput)
+    var bytes = [UInt8]()
+    var block = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = try block.withUnsafeMutableBytes { try source.read(into: $0) }
+        if n == 0 { break }
+        bytes += block[..<n]
     }
-    return try decodeUTF8(d, source: path)
+    return (bytes, source.name)
 }
 
 /// Peak resident set size of this process, in bytes (getrusage: kilobytes on Linux).

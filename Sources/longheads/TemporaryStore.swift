@@ -2,9 +2,11 @@ import Dispatch
 import Foundation
 
 /// A store directory that exists only while a command runs: removed when `body` returns or throws, and on
-/// Ctrl-C or SIGTERM (the process then exits 130 / 143, as a shell expects).
+/// Ctrl-C, SIGTERM or SIGHUP (the process then exits 128 + the signal, as a shell expects). Its name
+/// carries the owning process id (`longheads-LABEL-PID-RANDOM`), so that one left behind by a process
+/// that could not clean up (kill -9, a crash) is removed by the next longheads (`TemporaryStores.removeStale`).
 func withTemporaryStore<R>(_ label: String, _ body: (String) throws -> R) throws -> R {
-    let dir = NSTemporaryDirectory() + "longheads-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let dir = TemporaryStores.directory + TemporaryStores.name(label: label, pid: getpid())
     let guardSignals = SignalCleanup(path: dir)
     defer {
         try? FileManager.default.removeItem(atPath: dir)
@@ -13,17 +15,81 @@ func withTemporaryStore<R>(_ label: String, _ body: (String) throws -> R) throws
     return try body(dir)
 }
 
-/// Removes a path when SIGINT or SIGTERM arrives, then exits. The handlers run on a dispatch queue, so
-/// they fire even while the main thread is busy in the model.
+/// Names of temporary stores, and the removal of those whose process is gone.
+enum TemporaryStores {
+    /// Labels of the commands that make temporary stores (`bench ingest` without --store uses "bench-ingest").
+    static let labels = ["ask", "filter", "summarize", "generate", "passkey", "niah", "bench-ingest"]
+
+    /// The directory temporary stores live in ($TMPDIR or /tmp), ending in "/".
+    static var directory: String {
+        let d = NSTemporaryDirectory()
+        return d.hasSuffix("/") ? d : d + "/"
+    }
+
+    /// `longheads-LABEL-PID-RANDOM`.
+    static func name(label: String, pid: Int32) -> String {
+        "longheads-\(label)-\(pid)-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// The owning process id of a temporary store named `name`, or nil if the name is not one.
+    static func owner(of name: String) -> Int32? {
+        for label in labels {
+            let prefix = "longheads-\(label)-"
+            guard name.hasPrefix(prefix) else { continue }
+            let rest = name.dropFirst(prefix.count)
+            let digits = rest.prefix { $0.isASCII && $0.isNumber }
+            guard !digits.isEmpty, digits.count == rest.count || rest.dropFirst(digits.count).first == "-",
+                  let pid = Int32(digits), pid > 0 else { continue }
+            return pid
+        }
+        return nil
+    }
+
+    /// Whether process `pid` is alive and is a longheads (a pid reused by another program does not keep a
+    /// stale store). A process of another user counts as alive: its stores are not ours to judge.
+    static func isAlive(_ pid: Int32) -> Bool {
+        if kill(pid, 0) != 0 && errno == ESRCH { return false }
+        #if os(Linux)
+        if let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) {
+            return comm.trimmingCharacters(in: .whitespacesAndNewlines) == "longheads"
+        }
+        #endif
+        return true
+    }
+
+    /// Removes the temporary stores in `directory` whose owning process is gone (killed, crashed). Only
+    /// entries named as temporary stores, owned by this user, are looked at; errors are ignored (another
+    /// longheads may be removing the same one).
+    static func removeStale(in directory: String = directory) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        let me = getpid()
+        for name in names {
+            guard let pid = owner(of: name), pid != me, !isAlive(pid) else { continue }
+            let path = (directory.hasSuffix("/") ? directory : directory + "/") + name
+            var st = stat()
+            guard lstat(path, &st) == 0, st.st_uid == getuid(), (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+}
+
+/// Removes a path when SIGINT, SIGTERM or SIGHUP arrives, then exits. The handlers run on a dispatch
+/// queue, so they fire even while the main thread is busy in the model.
 final class SignalCleanup {
     private var sources: [DispatchSourceSignal] = []
+    static let signals = [SIGINT, SIGTERM, SIGHUP]
 
     init(path: String) {
-        for sig in [SIGINT, SIGTERM] {
+        for sig in Self.signals {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler {
-                try? FileManager.default.removeItem(atPath: path)
+                // The main thread keeps running meanwhile and may create a file in the store (a commit's
+                // header.tmp): removing the tree in place could race with it and leave the directory. Renamed
+                // first, the store is out of the writer's reach (it opens files by path); the new name still
+                // carries the pid, so a removal cut short is finished by the next longheads.
+                let doomed = path + "-removing"
+                try? FileManager.default.removeItem(atPath: rename(path, doomed) == 0 ? doomed : path)
                 exit(128 + sig)
             }
             s.resume()
@@ -34,8 +100,7 @@ final class SignalCleanup {
     func cancel() {
         for s in sources { s.cancel() }
         sources.removeAll()
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
+        for sig in Self.signals { signal(sig, SIG_DFL) }
     }
 }
 
