@@ -45,16 +45,12 @@ enum TemporaryStores {
         return nil
     }
 
-    /// Whether process `pid` is alive and is a longheads (a pid reused by another program does not keep a
-    /// stale store). A process of another user counts as alive: its stores are not ours to judge.
+    /// Whether process `pid` exists. Any live process keeps its stores, whatever program it is: the
+    /// Pipeline library makes them too (`YesNoClassifier`, inside test runners), and a store wrongly kept
+    /// until a reused pid ends costs disk, one wrongly removed costs a running job. A process of another
+    /// user counts as alive (EPERM).
     static func isAlive(_ pid: Int32) -> Bool {
-        if kill(pid, 0) != 0 && errno == ESRCH { return false }
-        #if os(Linux)
-        if let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) {
-            return comm.trimmingCharacters(in: .whitespacesAndNewlines) == "longheads"
-        }
-        #endif
-        return true
+        !(kill(pid, 0) != 0 && errno == ESRCH)
     }
 
     /// Removes the temporary stores in `directory` whose owning process is gone (killed, crashed). Only
