@@ -91,7 +91,9 @@ struct Filter: ParsableCommand {
             let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw InputError(description: "standard input: read failed: \(String(cString: strerror(errno)))", code: Exit.noInput)
+                // EBADF: stdin was closed (`<&-`; `StandardStreams` parks a write-only /dev/null there).
+                let reason = errno == EBADF ? "standard input is closed" : "read failed: \(String(cString: strerror(errno)))"
+                throw InputError(description: "standard input: \(reason)", code: Exit.noInput)
             }
             if n == 0 { break }
             do { try splitter.feed(buffer[0..<n], emit: handle) } catch let e as RecordError {

@@ -9,8 +9,10 @@ func withTemporaryStore<R>(_ label: String, _ body: (String) throws -> R) throws
     let dir = TemporaryStores.directory + TemporaryStores.name(label: label, pid: getpid())
     let guardSignals = SignalCleanup(path: dir)
     defer {
-        try? FileManager.default.removeItem(atPath: dir)
+        // First: if a signal's removal is under way, this waits for it to end the process (the body may
+        // have failed only because the store vanished under it).
         guardSignals.cancel()
+        try? FileManager.default.removeItem(atPath: dir)
     }
     return try body(dir)
 }
@@ -45,16 +47,12 @@ enum TemporaryStores {
         return nil
     }
 
-    /// Whether process `pid` is alive and is a longheads (a pid reused by another program does not keep a
-    /// stale store). A process of another user counts as alive: its stores are not ours to judge.
+    /// Whether process `pid` exists. Any live process keeps its stores, whatever program it is: the
+    /// Pipeline library makes them too (`YesNoClassifier`, inside test runners), and a store wrongly kept
+    /// until a reused pid ends costs disk, one wrongly removed costs a running job. A process of another
+    /// user counts as alive (EPERM).
     static func isAlive(_ pid: Int32) -> Bool {
-        if kill(pid, 0) != 0 && errno == ESRCH { return false }
-        #if os(Linux)
-        if let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) {
-            return comm.trimmingCharacters(in: .whitespacesAndNewlines) == "longheads"
-        }
-        #endif
-        return true
+        !(kill(pid, 0) != 0 && errno == ESRCH)
     }
 
     /// Removes the temporary stores in `directory` whose owning process is gone (killed, crashed). Only
@@ -75,15 +73,20 @@ enum TemporaryStores {
 
 /// Removes a path when SIGINT, SIGTERM or SIGHUP arrives, then exits. The handlers run on a dispatch
 /// queue, so they fire even while the main thread is busy in the model.
-final class SignalCleanup {
+final class SignalCleanup: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     static let signals = [SIGINT, SIGTERM, SIGHUP]
+    private let lock = NSLock()
+    private var firing = false
 
     init(path: String) {
         for sig in Self.signals {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler {
+            s.setEventHandler { [self] in
+                lock.lock()
+                firing = true
+                lock.unlock()
                 // The main thread keeps running meanwhile and may create a file in the store (a commit's
                 // header.tmp): removing the tree in place could race with it and leave the directory. Renamed
                 // first, the store is out of the writer's reach (it opens files by path); the new name still
@@ -97,7 +100,13 @@ final class SignalCleanup {
         }
     }
 
+    /// Stops watching for signals; if a handler is already removing the store, waits for it to exit the
+    /// process (with 128 + the signal), so that the command does not end first with an error of its own.
     func cancel() {
+        lock.lock()
+        let fired = firing
+        lock.unlock()
+        if fired { while true { pause() } }
         for s in sources { s.cancel() }
         sources.removeAll()
         for sig in Self.signals { signal(sig, SIG_DFL) }

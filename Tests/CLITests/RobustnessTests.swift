@@ -158,14 +158,13 @@ func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfD
             try FileManager.default.createDirectory(atPath: "\(tmp)/\(name)/store", withIntermediateDirectories: true)
             FileManager.default.createFile(atPath: "\(tmp)/\(name)/store/pages", contents: Data(count: 4096))
         }
-        let mine = "longheads-ask-\(getpid())-1"  // alive, but not a longheads: a reused pid does not keep it either
-        try FileManager.default.createDirectory(atPath: "\(tmp)/\(mine)", withIntermediateDirectories: true)
-        for keep in ["longheads-notes", "longheads-generate-x-1", "other"] {
+        // A live process keeps its store (this test runner: the Pipeline library makes them in-process too).
+        for keep in ["longheads-ask-\(getpid())-1", "longheads-notes", "longheads-generate-x-1", "other"] {
             try FileManager.default.createDirectory(atPath: "\(tmp)/\(keep)", withIntermediateDirectories: true)
         }
         let r = try longheads(["tokenize", "--model", model, "hi"], env: ["TMPDIR": tmp])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(entries(tmp) == ["longheads-generate-x-1", "longheads-notes", "other"])
+        #expect(entries(tmp) == ["longheads-ask-\(getpid())-1", "longheads-generate-x-1", "longheads-notes", "other"])
     }
 
     /// Issue 14: interrupting `generate` on a long prompt left its temporary store behind (18 MB after 6 s).
@@ -238,6 +237,23 @@ func entries(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfD
         #expect(entries(tmp).isEmpty)
         let zero = try longheads(["filter", "--max-record-bytes", "0", "q"])
         #expect(zero.status == 64 && zero.stderr.contains("--max-record-bytes"))
+    }
+
+    /// `filter … | head -1`: the reader goes away; filter stops quietly with 141 and its temporary directory
+    /// is gone. A closed stdin is named (66).
+    @Test func filterIntoAClosedPipeAndFromAClosedStdin() throws {
+        let dir = try scratchDirectory("filterpipe")
+        let model = try TinyModel().write(name: "rb-filterpipe")
+        defer { for p in [dir, model] { try? FileManager.default.removeItem(atPath: p) } }
+        try FileManager.default.createDirectory(atPath: dir + "/tmp", withIntermediateDirectories: false)
+        try (1...3000).map { "record \($0) about foxes" }.joined(separator: "\n").write(toFile: dir + "/in.txt", atomically: true, encoding: .utf8)
+        let m = "--model '\(model)'"
+        let r = try shell("(TMPDIR=\"$PWD/tmp\" \"$LH\" filter 'Is it about foxes?' --threshold 0 \(m) < in.txt; echo $? > status) | head -1; cat status",
+                          cwd: dir)
+        #expect(r.stdout == "record 1 about foxes\n141\n", "\(r.stdout)")
+        #expect(r.stderr.isEmpty, "\(r.stderr)")
+        #expect(entries(dir + "/tmp").isEmpty)
+        expectCleanFailure(try shell("\"$LH\" filter 'Is it?' \(m) <&-", cwd: dir), code: 66, mentions: "standard input is closed")
     }
 }
 
