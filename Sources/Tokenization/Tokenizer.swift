@@ -1,5 +1,5 @@
 /// A llama.cpp-compatible tokenizer for Llama-family GGUF models: byte-level BPE ("gpt2" with the gpt2,
-/// smollm, llama3 and default pre-tokenizers) and SentencePiece ("llama"). Immutable after init, so one
+/// smollm, llama3, qwen2 and default pre-tokenizers) and SentencePiece ("llama"). Immutable after init, so one
 /// instance can serve many threads; each `encode` call keeps its own scratch space and word cache.
 ///
 /// Encoding reproduces llama.cpp's ids. Decoding departs from llama.cpp on purpose in three small ways:

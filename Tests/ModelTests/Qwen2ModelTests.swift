@@ -77,4 +77,34 @@ struct Qwen2ModelTests {
         #expect(worst < 0.05, "worst logit difference \(worst)")
         #expect(topAgree >= ids.count - 2, "top-1 agrees at \(topAgree)/\(ids.count)")
     }
+
+    /// Fixtures/qwen2-greedy-llamacpp.jsonl: 32 greedy tokens of llama.cpp b11434 `llama-completion --temp 0`
+    /// on the same file for 4 raw and 4 chat prompts (chat: ChatML with Qwen's default system line).
+    /// The engine's greedy text must equal llama.cpp's up to its first near-tie (top-1/top-2 gap < 0.25).
+    @Test func greedyMatchesLlamaCppUpToFirstNearTie() throws {
+        let (model, tok) = try #require(Self.loaded)
+        var report = [String]()
+        for case let row in try fixtureLines("qwen2-greedy-llamacpp.jsonl") {
+            let prompt = row["prompt"] as! String, want = row["llama_cpp"] as! String
+            let ids = row["chat"] as! Bool ? ChatTemplate.chatML(user: prompt, tokenizer: tok) : tok.encode(prompt)
+            let att = DenseAttention(config: model.config, capacity: ids.count + 32, pool: model.pool)
+            var logits = try model.forward(ids[...], start: 0, attention: att, logits: .last)
+            var got = [Int32]()
+            var tie: Int? = nil
+            for step in 0..<32 {
+                let sorted = logits.sorted(by: >)
+                if sorted[0] - sorted[1] < 0.25 { tie = step; break }
+                let next = Sampler.argmax(logits)
+                if tok.isEndOfGeneration(next) { break }
+                got.append(next)
+                logits = try model.forward([next], start: ids.count + step, attention: att, logits: .last)
+            }
+            var text = tok.decode(got)
+            while text.hasSuffix("\n") { text.removeLast() }
+            report.append("\(prompt.prefix(24)): \(got.count) tokens" + (tie.map { ", near-tie at \($0)" } ?? ""))
+            #expect(want.hasPrefix(text), "\(prompt): \(text.debugDescription) vs llama.cpp \(want.debugDescription)")
+            if tie == nil { #expect(text == want, "\(prompt): all 32 tokens clear of ties") }
+        }
+        print("qwen2 greedy vs llama.cpp: " + report.joined(separator: "; "))
+    }
 }
