@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target for SECONDS (default 60): Scripts/fuzz.sh [SECONDS] [TARGET...]
 # Targets: gguf (reader + model validation + tokenizer from metadata), tokenizer (arbitrary text),
-# kvstore (store decoders). Each is compiled with `swiftc -sanitize=fuzzer,address` straight from the
+# kvstore (store decoders), records (filter's record splitter), questions (ask --questions JSONL). Each is compiled with `swiftc -sanitize=fuzzer,address` straight from the
 # module sources (Fuzz/Targets/*.swift holds the entry points) into .build/fuzz.
 # Seeds: Fuzz/Corpus/TARGET (in the repo); the corpus grown by a run stays in .build/fuzz/corpus.
 # A crash (trap, ASan report, timeout, out-of-memory) fails the script; the input that caused it
@@ -12,16 +12,24 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(gguf tokenizer kvstore)
+if [ ${#TARGETS[@]} -eq 0 ]; then
+    TARGETS=(gguf tokenizer kvstore)
+    # The filter's record splitter and the questions reader, once they are pure functions in Pipeline.
+    [ -f Sources/Pipeline/Records.swift ] && TARGETS+=(records)
+    [ -f Sources/Pipeline/Questions.swift ] && [ -f Sources/Pipeline/Records.swift ] && TARGETS+=(questions)
+fi
 
 OUT=.build/fuzz
 mkdir -p "$OUT"
 SAN=(-sanitize=fuzzer,address)
 SWIFT=(swiftc -swift-version 6 -parse-as-library -O -g "${SAN[@]}" -D FUZZING -I "$OUT")
 
-# A library module from module sources: $1 name, rest sources.
+# A library module from module sources: $1 name, rest sources (built once per run).
+declare -A BUILT=()
 module() {
     local name=$1; shift
+    [ -n "${BUILT[$name]:-}" ] && return 0
+    BUILT[$name]=1
     "${SWIFT[@]}" -wmo -emit-library -static -module-name "$name" -emit-module-path "$OUT/$name.swiftmodule" \
         -o "$OUT/lib$name.a" "$@"
 }
@@ -48,7 +56,12 @@ build() {
             Sources/CStoreSupport/support.c -o "$OUT/cstoresupport.o"
         "${SWIFT[@]}" -module-name KVStore -I Sources/CLZ4 -I "$OUT/CStoreSupport" \
             Sources/KVStore/*.swift Fuzz/Targets/KVStoreTarget.swift "$OUT/cstoresupport.o" -llz4 -o "$OUT/fuzz-kvstore" ;;
-    *) echo "fuzz.sh: unknown target '$1' (gguf, tokenizer, kvstore)" >&2; exit 64 ;;
+    records)
+        "${SWIFT[@]}" -module-name FuzzRecords Fuzz/Targets/RecordsTarget.swift Sources/Pipeline/Records.swift -o "$OUT/fuzz-records" ;;
+    questions)
+        "${SWIFT[@]}" -module-name FuzzQuestions Fuzz/Targets/QuestionsTarget.swift Sources/Pipeline/Questions.swift \
+            Sources/Pipeline/Records.swift -o "$OUT/fuzz-questions" ;;
+    *) echo "fuzz.sh: unknown target '$1' (gguf, tokenizer, kvstore, records, questions)" >&2; exit 64 ;;
     esac
 }
 

@@ -7,3 +7,10 @@ swift build --product longheads
 # The end-to-end tests run the real default model; fetch it once (verified by sha256, then cached).
 .build/debug/longheads model fetch >/dev/null
 swift test "$@"
+# Robustness passes (Docs/ROBUSTNESS.md), after the full suite only (not after a filtered run):
+# every fuzz target for LONGHEADS_FUZZ_SECONDS (default 60), then the ASan and TSan test passes.
+# LONGHEADS_ROBUSTNESS=0 skips them.
+if [ $# -eq 0 ] && [ "${LONGHEADS_ROBUSTNESS:-1}" != 0 ]; then
+    Scripts/fuzz.sh "${LONGHEADS_FUZZ_SECONDS:-60}"
+    Scripts/sanitize.sh
+fi

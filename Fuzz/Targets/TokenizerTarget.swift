@@ -7,7 +7,7 @@
 // - every id is inside the vocabulary;
 // - StreamingEncoder fed in small blocks gives exactly `encode` of the whole text (its contract), and
 //   refuses invalid UTF-8 with an error instead;
-// - byte-level BPE without special parsing decodes back to the text;
+// - byte-level BPE without special parsing decodes back to the text (when every byte has a token);
 // - decoding arbitrary ids (also out of range) does not trap.
 #if canImport(Glibc)
 import Glibc
@@ -63,6 +63,13 @@ nonisolated(unsafe) private var tokenizers: [Tokenizer] = {
     return ["gpt2", "smollm", "llama3", "default"].map(bytePair) + [sentencePiece()]
 }()
 
+/// Byte-level vocabularies that have a token for every byte round-trip any text; real ones may not
+/// (SmolLM2 has none for bytes 4, 6, 19, 20, 22, 29: the encoder drops them, as llama.cpp's does).
+nonisolated(unsafe) private var coversAllBytes: [Bool] = {
+    let bc = byteChars()
+    return tokenizers.map { t in t.model == .gpt2 && bc.allSatisfy { t.id(of: $0) != nil } }
+}()
+
 #if FUZZING
 /// libFuzzer's entry point (Scripts/fuzz.sh builds with -D FUZZING; the unit tests call `fuzzTokenizer` directly).
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -74,7 +81,8 @@ public func fuzzEntry(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt { fuzz
 func fuzzTokenizer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard size > 0, let data else { return 0 }
     let control = data[0]
-    let tokenizer = tokenizers[Int(control & 7) % tokenizers.count]
+    let which = Int(control & 7) % tokenizers.count
+    let tokenizer = tokenizers[which]
     let parseSpecial = control & 8 != 0
     let block = Int(control >> 4) + 1
     let body = UnsafeBufferPointer(start: data + 1, count: size - 1)
@@ -83,7 +91,7 @@ func fuzzTokenizer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
     let ids = tokenizer.encode(text, parseSpecial: parseSpecial)
     precondition(ids.allSatisfy { $0 >= 0 && Int($0) < tokenizer.vocabularySize }, "id outside the vocabulary")
-    if tokenizer.model == .gpt2 && !parseSpecial {
+    if coversAllBytes[which] && !parseSpecial {
         precondition(tokenizer.decode(ids, renderSpecial: true) == text, "byte-level BPE does not round-trip")
     }
 
