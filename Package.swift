@@ -41,11 +41,11 @@ let package = Package(
         // Tiny generated GGUF models and a plain-float reference forward pass, shared by the test targets.
         .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model", "LongHeads"], path: "Tests/TestSupport", swiftSettings: optimized),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
-        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "CStoreSupport"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "CStoreSupport", "TestSupport"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "LongHeads", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache", "Pipeline"], resources: [.copy("Fixtures")]),
     ]
 )
