@@ -3,6 +3,7 @@ import GGUF
 import Generation
 import LongHeads
 import Model
+import ModelCache
 import Pipeline
 import TestSupport
 import Testing
@@ -277,5 +278,22 @@ private let tinyTokenizer: Tokenizer = {
             #expect(r.status == 64, "\(args): \(r.stderr)")
             #expect(r.stderr.contains(args[0]), "\(args): \(r.stderr)")
         }
+    }
+}
+
+/// Haystacks through Qwen2's tokenizer, whose vocabulary joins a sentence's full stop and the question's
+/// newline into one token (".\n"): the haystack alone is then not a token prefix of the prompt.
+@Suite(.enabled(if: ModelCache().cachedPath(of: .qwen25Coder05B) != nil, "needs qwen2.5-coder-0.5b in the model cache"))
+struct NiahQwen2HaystackTests {
+    @Test(arguments: [NiahTask.prose, .multikey, .passkey])
+    func questionStartsWhereTheEncodingsPart(task: NiahTask) throws {
+        let path = try #require(ModelCache().cachedPath(of: .qwen25Coder05B))
+        let tok = try Tokenizer(gguf: GGUFFile(path: path))
+        var rng = Haystack.trialGenerator(seed: 7, task: task, length: 2000, trial: 0)
+        let p = Haystack.prompt(task: task, tokens: 2000, depth: 0.5, rng: &rng, tokenizer: tok)
+        #expect(p.ids == tok.encode(p.text))
+        #expect(p.questionStart > p.needleSpan.upperBound && p.questionStart < p.ids.count)
+        // The tokens from questionStart on hold the whole question (their first may carry the haystack's last '.').
+        #expect(tok.decode(Array(p.ids[p.questionStart...])).contains("\n"))
     }
 }
