@@ -148,7 +148,7 @@ enum PageDecoder {
     static func decode(base: UnsafeRawPointer, offset: Int, end: Int, path: String, chunk: Int, layer: Int,
                        expectedStored: Int, expectedCRC: UInt32, tokens: Int?, geometry g: StoreGeometry,
                        checkData: Bool = true, into dst: UnsafeMutablePointer<Float>) throws {
-        try checkPlacement(offset: offset, end: end, path: path, chunk: chunk, layer: layer, expectedStored: expectedStored)
+        try checkPlacement(offset: offset, end: end, path: path, chunk: chunk, layer: layer, expectedStored: expectedStored, geometry: g)
         let hp = base + offset
         let h = try header(hp, offset: offset, path: path, chunk: chunk, layer: layer, expectedStored: expectedStored,
                            expectedCRC: expectedCRC, tokens: tokens, geometry: g)
@@ -163,7 +163,7 @@ enum PageDecoder {
     /// than its raw encoding, and the tail holds `4 × floats − raw` ≥ raw bytes).
     static func read(file: StoreFile, offset: Int, end: Int, chunk: Int, layer: Int, expectedStored: Int, expectedCRC: UInt32,
                      tokens: Int?, geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutablePointer<Float>) throws {
-        try checkPlacement(offset: offset, end: end, path: file.path, chunk: chunk, layer: layer, expectedStored: expectedStored)
+        try checkPlacement(offset: offset, end: end, path: file.path, chunk: chunk, layer: layer, expectedStored: expectedStored, geometry: g)
         let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
         // The encoder stores a page raw exactly when LZ4 would not make it smaller (stored == raw).
         let rawPage = expectedStored == rawBytes
@@ -201,8 +201,17 @@ enum PageDecoder {
         }
     }
 
-    private static func checkPlacement(offset: Int, end: Int, path: String, chunk: Int, layer: Int, expectedStored: Int) throws {
-        guard offset >= dataFileHeaderBytes, offset + pageHeaderBytes + expectedStored <= end else {
+    /// The page table's stored size is bounded by the page's raw encoding first (the encoder keeps LZ4 only
+    /// when it is smaller): a hostile entry with a valid CRC cannot make a read run past `dst` or the sum
+    /// below overflow.
+    private static func checkPlacement(offset: Int, end: Int, path: String, chunk: Int, layer: Int, expectedStored: Int,
+                                       geometry g: StoreGeometry) throws {
+        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        guard expectedStored > 0, expectedStored <= rawBytes else {
+            throw StoreError.inconsistent(path: path, what: "stored size in the page table entry of chunk \(chunk) layer \(layer)", offset: offset,
+                                          expected: "1...\(rawBytes) bytes (the page's raw size)", found: "\(expectedStored)")
+        }
+        guard offset >= dataFileHeaderBytes, offset <= end, pageHeaderBytes + expectedStored <= end - offset else {
             throw StoreError.inconsistent(path: path, what: "page table entry of chunk \(chunk) layer \(layer)", offset: offset,
                                           expected: "a page inside the \(end) committed bytes",
                                           found: "\(pageHeaderBytes + expectedStored) bytes at offset \(offset)")
