@@ -80,9 +80,12 @@ for t in "${TARGETS[@]}"; do
     # -detect_leaks=0: LeakSanitizer misreads pointers that Swift stores with enum tag bits in their
     # spare high bits (a tokenizer held in a global was reported as leaked).
     set +e
+    # The kept crash inputs are read as a corpus too, so each is replayed under ASan first. Seed 0 is
+    # libFuzzer's random seed; CI sets LONGHEADS_FUZZ_SEED so that a run explores what the same run did here.
     # Without Swift's own backtracer a runtime trap reaches libFuzzer as the crash it is.
     ASAN_OPTIONS=detect_leaks=0 SWIFT_BACKTRACE=enable=no "$OUT/fuzz-$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -detect_leaks=0 -max_len=65536 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" "Fuzz/Corpus/$t" >"$log" 2>&1 &
+        -seed="${LONGHEADS_FUZZ_SEED:-0}" \
+        -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" "Fuzz/Corpus/$t" "Tests/FuzzRegressions/$t" >"$log" 2>&1 &
     pid=$!
     wait $pid
     rc=$?

@@ -14,6 +14,6 @@ swift test "$@"
 # every fuzz target for LONGHEADS_FUZZ_SECONDS (default 60), then the ASan and TSan test passes.
 # LONGHEADS_ROBUSTNESS=0 skips them.
 if [ $# -eq 0 ] && [ "${LONGHEADS_ROBUSTNESS:-1}" != 0 ]; then
-    Scripts/fuzz.sh "${LONGHEADS_FUZZ_SECONDS:-60}"
+    LONGHEADS_FUZZ_SEED="${LONGHEADS_FUZZ_SEED:-1}" Scripts/fuzz.sh "${LONGHEADS_FUZZ_SECONDS:-60}"
     Scripts/sanitize.sh
 fi
