@@ -39,7 +39,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Tiny generated GGUF models and a plain-float reference forward pass, shared by the test targets.
-        .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model", "LongHeads"], path: "Tests/TestSupport", swiftSettings: optimized),
+        .target(name: "TestSupport", dependencies: ["GGUF", "Kernels", "Model", "LongHeads", "ModelCache"], path: "Tests/TestSupport", swiftSettings: optimized),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization", "GGUF", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"], resources: [.copy("Fixtures")]),

@@ -3,7 +3,6 @@ import GGUF
 import Generation
 import LongHeads
 import Model
-import ModelCache
 import Pipeline
 import TestSupport
 import Testing
@@ -283,11 +282,11 @@ private let tinyTokenizer: Tokenizer = {
 
 /// Haystacks through Qwen2's tokenizer, whose vocabulary joins a sentence's full stop and the question's
 /// newline into one token (".\n"): the haystack alone is then not a token prefix of the prompt.
-@Suite(.enabled(if: ModelCache().cachedPath(of: .qwen25Coder05B) != nil, "needs qwen2.5-coder-0.5b in the model cache"))
+@Suite(.enabled(if: RealModels.qwen25Coder05B != nil, "needs qwen2.5-coder-0.5b (LONGHEADS_QWEN_MODEL or the model cache)"))
 struct NiahQwen2HaystackTests {
     @Test(arguments: [NiahTask.prose, .multikey, .passkey])
     func questionStartsWhereTheEncodingsPart(task: NiahTask) throws {
-        let path = try #require(ModelCache().cachedPath(of: .qwen25Coder05B))
+        let path = try #require(RealModels.qwen25Coder05B)
         let tok = try Tokenizer(gguf: GGUFFile(path: path))
         var rng = Haystack.trialGenerator(seed: 7, task: task, length: 2000, trial: 0)
         let p = Haystack.prompt(task: task, tokens: 2000, depth: 0.5, rng: &rng, tokenizer: tok)

@@ -7,21 +7,8 @@ import Testing
 import Tokenization
 @testable import Model
 
-/// Qwen2.5-Coder-0.5B-Instruct, if present: `$LONGHEADS_QWEN_MODEL` or a `qwen2.5-coder-0.5b*.gguf` in the cache.
-let qwenModelPath: String? = {
-    let env = ProcessInfo.processInfo.environment
-    if let p = env["LONGHEADS_QWEN_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-    let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
-    var dirs = [home + "/.cache/longheads/models"]
-    if let h = env["LONGHEADS_HOME"], !h.isEmpty { dirs.insert(h + "/models", at: 0) }
-    for d in dirs {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
-        if let n = names.sorted().first(where: { $0.lowercased().hasPrefix("qwen2.5-coder-0.5b") && $0.hasSuffix(".gguf") }) {
-            return d + "/" + n
-        }
-    }
-    return nil
-}()
+/// Qwen2.5-Coder-0.5B-Instruct, if present (TestSupport `RealModels`).
+let qwenModelPath: String? = RealModels.qwen25Coder05B
 
 @Suite(.serialized, .enabled(if: qwenModelPath != nil, "needs Qwen2.5-Coder-0.5B (set LONGHEADS_QWEN_MODEL or fetch qwen2.5-coder-0.5b)"))
 struct Qwen2ModelTests {
@@ -67,12 +54,7 @@ struct Qwen2ModelTests {
         let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: 64, attentionLength: 256),
                                         archive: MemoryArchive(), pool: model.pool)
         let got = try run(model, ids, block: 64, attention: lh)
-        var worst: Float = 0, topAgree = 0
-        for i in 0..<ids.count {
-            let a = got[i * V..<(i + 1) * V], b = dense[i * V..<(i + 1) * V]
-            worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
-            if a.indices.max(by: { a[$0] < a[$1] }) == b.indices.max(by: { b[$0] < b[$1] }) { topAgree += 1 }
-        }
+        let (worst, topAgree) = logitAgreement(got, dense, vocab: V)
         print("longheads vs dense on Qwen2.5-Coder-0.5B: worst logit difference \(worst), top-1 \(topAgree)/\(ids.count)")
         #expect(worst < 0.05, "worst logit difference \(worst)")
         #expect(topAgree >= ids.count - 2, "top-1 agrees at \(topAgree)/\(ids.count)")

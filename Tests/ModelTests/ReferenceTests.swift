@@ -82,12 +82,7 @@ struct DefaultModelReferenceTests {
         let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: 64, attentionLength: 384),
                                         archive: MemoryArchive(), pool: model.pool)
         let got = try run(model, ids, block: 64, attention: lh)
-        var worst: Float = 0, topAgree = 0
-        for i in 0..<ids.count {
-            let a = got[i * V..<(i + 1) * V], b = dense[i * V..<(i + 1) * V]
-            worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
-            if a.indices.max(by: { a[$0] < a[$1] }) == b.indices.max(by: { b[$0] < b[$1] }) { topAgree += 1 }
-        }
+        let (worst, topAgree) = logitAgreement(got, dense, vocab: V)
         #expect(worst < 0.05, "worst logit difference \(worst)")
         print("longheads vs dense on the default model: worst logit difference \(worst), top-1 \(topAgree)/\(ids.count)")
         #expect(topAgree >= ids.count - 2, "top-1 agrees at \(topAgree)/\(ids.count)")

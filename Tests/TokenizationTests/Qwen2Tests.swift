@@ -2,24 +2,12 @@ import Foundation
 import Testing
 import GGUF
 import Tokenization
+import TestSupport
 
 /// Qwen2.5's tokenizer (151,936-token byte-level BPE, `qwen2` pre-tokenizer, ChatML specials), present when
 /// its GGUF is: `$LONGHEADS_QWEN_MODEL`, or a `qwen2.5-coder-0.5b*.gguf` in the model cache.
 enum Qwen2Model {
-    static let path: String? = {
-        let env = ProcessInfo.processInfo.environment
-        if let p = env["LONGHEADS_QWEN_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-        let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
-        var dirs = [home + "/.cache/longheads/models"]
-        if let h = env["LONGHEADS_HOME"], !h.isEmpty { dirs.insert(h + "/models", at: 0) }
-        for d in dirs {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
-            if let n = names.sorted().first(where: { $0.lowercased().hasPrefix("qwen2.5-coder-0.5b") && $0.hasSuffix(".gguf") }) {
-                return d + "/" + n
-            }
-        }
-        return nil
-    }()
+    static let path: String? = RealModels.qwen25Coder05B
 
     static let tokenizer: Tokenizer? = {
         guard let path, let file = try? GGUFFile(path: path) else { return nil }
