@@ -21,14 +21,16 @@ public struct LongHeadsParameters: Sendable, Equatable, CustomStringConvertible 
     /// - chunk `w` = 256 for every model: it sets the selection granularity and page size, which depend on
     ///   the document, not the model (both supported models have 64-wide heads, so a page is the same bytes
     ///   per KV head).
-    /// - attention length = trained context / 8, clamped to 4·w…16·w (1,024…4,096) and rounded down to
-    ///   whole chunks. Each head then reads at most an eighth of what the model was trained to attend to, so
-    ///   every relative position it sees is well inside its trained range (LONGHEADS.md: attenLength ≤ the
-    ///   trained length), and decode cost stays bounded: attention reads grow linearly with it.
-    ///   SmolLM2-135M (8k trained) → 1,024, the measured default (Docs/SELECTION.md); Qwen2.5 (32k) → 4,096.
+    /// - attention length = 4·w (1,024), or less for a model trained on fewer than 2,048 tokens (half its
+    ///   trained context, at least the 3 chunks every head reads: first, previous, current). Each head then
+    ///   reads far less than it was trained on (LONGHEADS.md: attenLength ≤ the trained length). A longer
+    ///   window for a long-trained model was measured and not taken: on Qwen2.5-Coder-0.5B (32k trained),
+    ///   attention 4,096 ingests 16k tokens at 102 tok/s against 168 tok/s at 1,024 on a quiet 2-core
+    ///   machine (0.61×, under the 150 tok/s bar of issue 12) and answers in 1.14 s against 0.67 s
+    ///   (Docs/ARCHITECTURES.md); `--attention` still takes it.
     public static func defaults(trainedContext: Int) -> LongHeadsParameters {
         let w = 256
-        let attention = min(16 * w, max(4 * w, trainedContext / 8 / w * w))
+        let attention = max(3 * w, min(4 * w, trainedContext / 2 / w * w))
         return LongHeadsParameters(chunkSize: w, attentionLength: attention)
     }
 

@@ -25,7 +25,7 @@ struct Qwen2ModelTests {
         #expect((c.layers, c.dim, c.ffnDim, c.heads, c.kvHeads, c.headDim) == (24, 896, 4864, 14, 2, 64))
         #expect(c.vocabSize == 151_936 && c.ropeBase == 1_000_000 && c.trainedContext == 32_768)
         #expect(tok.preTokenizer == "qwen2" && !tok.addBOS)
-        #expect(LongHeadsParameters.defaults(trainedContext: c.trainedContext).attentionLength == 4096)
+        #expect(LongHeadsParameters.defaults(trainedContext: c.trainedContext) == .default)
     }
 
     /// llama.cpp b11434 `llama-completion -p "def fibonacci(n):" -n 32 --temp 0` on the same file
