@@ -224,3 +224,23 @@ struct BenchPasskeyRealTokenizerTests {
         }
     }
 }
+
+/// Issue 12: the LongHeads passkey test on Qwen2.5 (NEOX RoPE, 14 query heads on 2 KV heads, biases), end to
+/// end through a store: at 2k tokens (8 chunks of 256, 4 read per head) a key in neither the first nor the
+/// last two chunks must be selected and read. Measured the same way before this test: 2/2, selection recall 1.
+@Suite(.enabled(if: RealModels.qwen25Coder05B != nil, "needs qwen2.5-coder-0.5b (LONGHEADS_QWEN_MODEL or the model cache)"))
+struct BenchPasskeyQwen2Tests {
+    @Test func keysOutsideTheForcedChunksAreFound() throws {
+        let model = try #require(RealModels.qwen25Coder05B)
+        let r = try longheads(["bench", "passkey", "--model", model, "--lengths", "2k", "--trials", "2", "--depths", "0.3,0.7", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try r.stdout.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let trials = rows.filter { $0["trial"] != nil }
+        #expect(trials.count == 2)
+        for t in trials {
+            #expect(t["key_in_forced_chunk"] as? Bool == false, "\(t)")
+            #expect(t["correct"] as? Bool == true, "answer: \(t["answer"] ?? "")")
+        }
+        #expect(rows.last?["accuracy"] as? Double == 1)
+    }
+}
