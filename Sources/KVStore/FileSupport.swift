@@ -71,12 +71,16 @@ final class StoreFile {
 
     deinit { close(fd) }
 
+    /// Opens a store file. Never through a symbolic link (O_NOFOLLOW: a link named `pages` must not make a
+    /// writer write, or a reader read, a file outside the store); `create` makes a new file and fails if
+    /// the name exists (O_EXCL), so creation never truncates anything.
     static func openFile(_ path: String, flags: Int32, create: Bool, faults: FaultInjector?) throws -> StoreFile {
-        let fd = create ? open(path, flags | O_CREAT | O_CLOEXEC, 0o644) : open(path, flags | O_CLOEXEC)
+        let fd = create ? open(path, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644) : open(path, flags | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
-            if create { throw StoreError.cannotCreate(path: path, reason: String(cString: strerror(e))) }
-            throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(e)))
+            let reason = e == ELOOP ? "it is a symbolic link (store files are never followed)" : String(cString: strerror(e))
+            if create { throw StoreError.cannotCreate(path: path, reason: reason) }
+            throw StoreError.cannotOpen(path: path, reason: reason)
         }
         return StoreFile(path: path, fd: fd, faults: faults)
     }

@@ -147,8 +147,9 @@ enum HeaderFile {
     static func write(_ h: StoreHeader, dir: String, faults: FaultInjector?) throws {
         let tmp = joinPath(dir, tempName)
         let bytes = encode(h)
+        unlink(tmp)  // a commit that never reached its rename (the writer holds the lock)
         do {
-            let f = try StoreFile.openFile(tmp, flags: O_WRONLY | O_TRUNC, create: true, faults: faults)
+            let f = try StoreFile.openFile(tmp, flags: O_WRONLY, create: true, faults: faults)
             try f.write(bytes, at: 0)
             try f.sync()
         } catch {

@@ -9,6 +9,9 @@ import Darwin
 public enum StoreError: Error, CustomStringConvertible, Equatable {
     /// The store directory or one of its files could not be created.
     case cannotCreate(path: String, reason: String)
+    /// A new store was not created because the directory is not safe to write into: it holds files that
+    /// are not a store's, or a store file name is a symbolic link (CLI exit 73). Nothing was written.
+    case refusedDirectory(path: String, reason: String)
     /// The store directory or one of its files could not be opened.
     case cannotOpen(path: String, reason: String)
     /// Bad magic: the file is not (this kind of) store file.
@@ -47,6 +50,7 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .cannotCreate(let p, let r): return "\(p): cannot create KV store: \(r)"
+        case .refusedDirectory(let p, let r): return "\(p): refusing to create a KV store here: \(r); nothing was written"
         case .cannotOpen(let p, let r): return "\(p): cannot open KV store: \(r)"
         case .notAStore(let p, let e, let f):
             return "\(p): not a KV store file (magic \(hex32(f)) \(fourCC(f)), expected \(hex32(e)) \(fourCC(e)))"
@@ -80,6 +84,12 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .cacheBudgetExceeded(let b, let p, let n):
             return "page cache budget of \(b) bytes exceeded: \(p) bytes are pinned and \(n) more are needed; release pages or raise the budget"
         }
+    }
+
+    /// True when a new store was refused (the directory is not empty, or a name in it is a symbolic link).
+    public var isRefusedCreation: Bool {
+        if case .refusedDirectory = self { return true }
+        return false
     }
 
     /// True for the ENOSPC case, so callers can tell "disk full" from damage.

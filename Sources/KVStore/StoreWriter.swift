@@ -164,9 +164,7 @@ public final class StoreWriter {
         }
         let dirFD = try lockDirectory(path)
         do {
-            if access(joinPath(path, HeaderFile.name), F_OK) == 0 {
-                throw StoreError.cannotCreate(path: path, reason: "a store already exists there (resume it, or delete the directory)")
-            }
+            if !createdDir { try checkNewStoreDirectory(path) }
             var id = [UInt8](repeating: 0, count: 16)
             var rng = SystemRandomNumberGenerator()
             for i in 0..<16 { id[i] = UInt8.random(in: 0...255, using: &rng) }
@@ -177,7 +175,7 @@ public final class StoreWriter {
             for (name, m, rb) in [(n.pages, pagesMagic, 0), (n.table, pageTableMagic, PageTableRecord.bytes(layers: g.layers)),
                                   (n.features, featuresMagic, 4 * g.featureFloatsPerChunk),
                                   (n.tokens, tokensMagic, TokensRecord.bytes(chunkSize: g.chunkSize))] {
-                let f = try StoreFile.openFile(joinPath(path, name), flags: O_RDWR | O_TRUNC, create: true, faults: faults)
+                let f = try StoreFile.openFile(joinPath(path, name), flags: O_RDWR, create: true, faults: faults)
                 try f.write(DataFileHeader(magic: m, storeID: id, geometry: g, recordBytes: rb).encode(), at: 0)
                 try f.sync()
             }
@@ -193,6 +191,57 @@ public final class StoreWriter {
             closeFD(dirFD)
             throw error
         }
+    }
+
+    /// The files an interrupted creation can leave behind (before the header made the directory a store),
+    /// with the magic their first bytes must carry to count as such a leftover.
+    private static var creationLeftovers: [String: UInt32] {
+        let n = StoreCore.fileNames
+        return [n.pages: pagesMagic, n.table: pageTableMagic, n.features: featuresMagic, n.tokens: tokensMagic,
+                HeaderFile.tempName: headerMagic]
+    }
+
+    /// Checks that the existing directory `path` (locked by the caller) may receive a new store, so that
+    /// creation never clobbers anything: it must be empty, or hold only the leftovers of an interrupted
+    /// creation of a store (regular files with a store file's name that are empty or start with that file's
+    /// magic), which are removed. Anything else, a symbolic link among the store's names included, is
+    /// refused (`refusedDirectory`) before a byte is written; an existing store is `cannotCreate`.
+    private static func checkNewStoreDirectory(_ path: String) throws {
+        guard let d = opendir(path) else { throw StoreError.cannotOpen(path: path, reason: errnoText(errno)) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(d)
+        var leftovers: [String] = []
+        for name in names.sorted() {
+            let file = joinPath(path, name)
+            var st = stat()
+            guard lstat(file, &st) == 0 else { throw StoreError.cannotOpen(path: file, reason: errnoText(errno)) }
+            let kind = st.st_mode & S_IFMT
+            if kind == S_IFLNK {
+                throw StoreError.refusedDirectory(path: path, reason: "`\(name)` is a symbolic link")
+            }
+            if name == HeaderFile.name {
+                throw StoreError.cannotCreate(path: path, reason: "a store already exists there (resume it, or delete the directory)")
+            }
+            guard let expected = creationLeftovers[name], kind == S_IFREG else {
+                throw StoreError.refusedDirectory(path: path, reason: "the directory is not empty (it holds `\(name)`); "
+                                                  + "give a new or empty directory")
+            }
+            if st.st_size > 0 {
+                var m: UInt32 = 0
+                let fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                let n = fd >= 0 ? pread(fd, &m, 4, 0) : -1
+                if fd >= 0 { closeFD(fd) }
+                guard n == 4 || (n >= 0 && Int(st.st_size) < 4), n < 4 || m == expected else {
+                    throw StoreError.refusedDirectory(path: path, reason: "`\(name)` is not a KV store file; give a new or empty directory")
+                }
+            }
+            leftovers.append(name)
+        }
+        for name in leftovers { unlink(joinPath(path, name)) }
     }
 
     /// Reopens a store to append to it, discarding anything written after its last commit.

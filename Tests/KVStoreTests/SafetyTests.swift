@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+@testable import KVStore
+
+/// Issue 13 part 3: creation never clobbers, store files are never opened through a symbolic link.
+@Suite("KV store: creation never clobbers")
+struct CreationSafetyTests {
+    func create(_ dir: String) throws -> StoreWriter {
+        try StoreWriter.create(at: dir, geometry: smallGeometry(), modelFingerprint: modelFP, tokenizerFingerprint: tokenizerFP)
+    }
+
+    @Test func foreignFilesAreRefusedAndKept() throws {
+        let dir = makeTempDir()
+        defer { cleanup(dir) }
+        writeBytes(dir + "/notes.txt", Array("mine".utf8))
+        #expect(throws: StoreError.refusedDirectory(path: dir, reason: "the directory is not empty (it holds `notes.txt`); give a new or empty directory")) {
+            _ = try create(dir)
+        }
+        unlink(dir + "/notes.txt")
+        writeBytes(dir + "/features", Array("my features".utf8))
+        let e = errorText { _ = try create(dir) }
+        #expect(e?.contains("`features` is not a KV store file") == true, "\(e ?? "")")
+        #expect(readBytes(dir + "/features") == Array("my features".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["features"])
+    }
+
+    @Test func symlinksAreNeverFollowed() throws {
+        let dir = makeTempDir(), outside = makeTempDir()
+        defer { cleanup(dir); cleanup(outside) }
+        writeBytes(outside + "/target", Array("outside".utf8))
+        symlink(outside + "/target", dir + "/pages")
+        let e = errorText { _ = try create(dir) }
+        #expect(e?.contains("`pages` is a symbolic link") == true, "\(e ?? "")")
+        #expect(readBytes(outside + "/target") == Array("outside".utf8))
+        // In an existing store, a data file replaced by a link is refused by readers and by resume.
+        let store = makeTempDir()
+        defer { cleanup(store) }
+        try buildStore(at: store, geometry: smallGeometry(), full: 2)
+        let pages = readBytes(store + "/pages")
+        writeBytes(outside + "/pages", pages)
+        unlink(store + "/pages")
+        symlink(outside + "/pages", store + "/pages")
+        #expect(errorText { _ = try StoreReader.open(at: store) }?.contains("symbolic link") == true)
+        #expect(errorText { _ = try StoreWriter.resume(at: store, expectedModelFingerprint: modelFP) }?.contains("symbolic link") == true)
+        #expect(readBytes(outside + "/pages") == pages)
+    }
+
+    @Test func leftoversOfAnInterruptedCreationAreReplaced() throws {
+        let dir = makeTempDir()
+        defer { cleanup(dir) }
+        // A creation that stopped before its header: data files with their magic, one of them empty.
+        let faults = FaultInjector()
+        faults.fail = { file, op in file.hasPrefix("header") && op == "pwrite" ? EIO : nil }
+        #expect(throws: StoreError.self) {
+            _ = try StoreWriter.create(at: dir, geometry: smallGeometry(), modelFingerprint: modelFP, tokenizerFingerprint: tokenizerFP,
+                                       flags: 0, blob: [], commitPolicy: .manual, faults: faults)
+        }
+        writeBytes(dir + "/tokens", [])
+        #expect(!FileManager.default.fileExists(atPath: dir + "/header"))
+        let w = try create(dir)
+        try ChunkData(geometry: smallGeometry(), chunk: 0, tokens: 16).append(to: w)
+        try w.close()
+        #expect(try StoreReader.open(at: dir).verify().isEmpty)
+    }
+}
