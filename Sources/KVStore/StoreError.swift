@@ -18,6 +18,9 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case notAStore(path: String, expectedMagic: UInt32, foundMagic: UInt32)
     /// The file was written by another format version.
     case unsupportedVersion(path: String, supported: UInt32, found: UInt32)
+    /// One of the two header slots is damaged (a torn commit, bit rot): the store is read at the commit in
+    /// the other slot (`usedSequence`, `usedChunks`); anything the damaged slot committed later is lost.
+    case headerSlotDamaged(path: String, slot: Int, cause: String, usedSequence: UInt64, usedChunks: Int)
     /// The `header` file's CRC does not match its contents.
     case headerChecksumMismatch(path: String, expected: UInt32, found: UInt32)
     /// The store was built for another model (fingerprints differ).
@@ -55,7 +58,10 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .notAStore(let p, let e, let f):
             return "\(p): not a KV store file (magic \(hex32(f)) \(fourCC(f)), expected \(hex32(e)) \(fourCC(e)))"
         case .unsupportedVersion(let p, let s, let f):
-            return "\(p): unsupported KV store format version \(f) (this build reads version \(s))"
+            return "\(p): KV store format version \(f) is not supported (this build reads version \(s)): ingest the document again into a new store"
+        case .headerSlotDamaged(let p, let slot, let cause, let seq, let chunks):
+            return "\(p): header slot \(slot) is damaged (\(cause)); the store is read at the previous commit, sequence \(seq) "
+                + "(\(chunks) chunks), from the other slot"
         case .headerChecksumMismatch(let p, let e, let f):
             return "\(p): header checksum mismatch (stored CRC32C \(hex32(e)), computed \(hex32(f))): the header is damaged"
         case .modelMismatch(let p, let e, let f):

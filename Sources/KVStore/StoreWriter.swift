@@ -50,8 +50,9 @@ public struct CommitPolicy: Sendable, Equatable {
 ///
 /// Commit protocol: `append` writes a chunk's pages, page-table record, features and tokens past the
 /// committed end of each file; `commit` fsyncs the four files, then writes the new header (counts
-/// included) to `header.tmp`, fsyncs it, renames it over `header` and fsyncs the directory. A chunk
-/// counts only once that rename happened. Whatever is on disk beyond the committed lengths (a crash
+/// included, commit sequence + 1) into the header slot of that sequence's parity and fdatasyncs it
+/// (HeaderFile.swift: two slots, as LMDB's meta pages). A chunk counts only once that slot is durable; a
+/// torn slot leaves the previous commit readable in the other one. Whatever is on disk beyond the committed lengths (a crash
 /// mid-append, a kill -9 at any instant) is ignored by readers and cut off by `resume`.
 ///
 /// After any I/O error (disk full included) the writer refuses further work (`writerFailed`): the
@@ -168,7 +169,7 @@ public final class StoreWriter {
             var id = [UInt8](repeating: 0, count: 16)
             var rng = SystemRandomNumberGenerator()
             for i in 0..<16 { id[i] = UInt8.random(in: 0...255, using: &rng) }
-            let h = StoreHeader(formatVersion: formatVersion, storeID: id, modelFingerprint: modelFingerprint,
+            let h0 = StoreHeader(formatVersion: formatVersion, storeID: id, modelFingerprint: modelFingerprint,
                                 tokenizerFingerprint: tokenizerFingerprint, geometry: g, flags: flags, chunkCount: 0, tokenCount: 0,
                                 sourceBytesConsumed: 0, pagesBytes: dataFileHeaderBytes, commitSequence: 0, blob: blob)
             let n = StoreCore.fileNames
@@ -181,7 +182,7 @@ public final class StoreWriter {
             }
             // The header comes last: until it exists the directory is not a store, so a crash
             // during creation leaves nothing that could be mistaken for one.
-            try HeaderFile.write(h, dir: path, faults: faults)
+            let h = try HeaderFile.create(h0, dir: path, faults: faults)
             if createdDir {
                 try syncDirectory(parentDirectory(of: path), faults: faults)
             }
@@ -197,8 +198,7 @@ public final class StoreWriter {
     /// with the magic their first bytes must carry to count as such a leftover.
     private static var creationLeftovers: [String: UInt32] {
         let n = StoreCore.fileNames
-        return [n.pages: pagesMagic, n.table: pageTableMagic, n.features: featuresMagic, n.tokens: tokensMagic,
-                HeaderFile.tempName: headerMagic]
+        return [n.pages: pagesMagic, n.table: pageTableMagic, n.features: featuresMagic, n.tokens: tokensMagic, HeaderFile.newName: headerMagic]
     }
 
     /// Checks that the existing directory `path` (locked by the caller) may receive a new store, so that
@@ -265,7 +265,6 @@ public final class StoreWriter {
                 throw StoreError.modelMismatch(path: joinPath(path, HeaderFile.name), expected: expectedModelFingerprint, found: h.modelFingerprint)
             }
             if let g = expectedGeometry { try g.check(found: h.geometry, path: joinPath(path, HeaderFile.name)) }
-            unlink(joinPath(path, HeaderFile.tempName))  // a commit that never reached its rename
             let core = try StoreCore(dir: path, header: h, writable: true, truncateToCommitted: true, faults: faults)
             if h.chunkCount > 0 {
                 // The last committed chunk must be intact: appending continues right after it.
@@ -380,7 +379,7 @@ public final class StoreWriter {
     }
 
     /// Makes everything appended (and a changed blob or flags) durable: fsync of the data files, then
-    /// the header via write-temp + fsync + rename + fsync(dir). Does nothing if nothing changed.
+    /// the header into its slot + fdatasync. Does nothing if nothing changed.
     public func commit() throws {
         try checkUsable()
         guard pending > 0 || headerDirty || chunks != committed.chunkCount else { return }
@@ -451,7 +450,12 @@ public final class StoreWriter {
         sourceEnd = newSource
         if count < committed.chunkCount {
             pending = 0
-            try guarded { try writeHeader() }
+            // Into both header slots, before any byte of the dropped chunks can be overwritten: a fallback
+            // to the other slot must never find chunks whose bytes were reused.
+            try guarded {
+                try writeHeader()
+                try writeHeader()
+            }
             lastCommit = Date()
         } else {
             pending = count - committed.chunkCount

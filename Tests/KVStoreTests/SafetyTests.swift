@@ -63,3 +63,47 @@ struct CreationSafetyTests {
         #expect(try StoreReader.open(at: dir).verify().isEmpty)
     }
 }
+
+/// Issue 13 part 4: two header slots; a torn newest slot falls back to the previous commit.
+@Suite("KV store: two header slots")
+struct HeaderSlotTests {
+    @Test func tornNewestSlotFallsBackToThePreviousCommit() throws {
+        let dir = makeTempDir()
+        defer { cleanup(dir) }
+        let g = smallGeometry()
+        let chunks = (0..<4).map { ChunkData(geometry: g, chunk: $0, tokens: 16) }
+        let w = try StoreWriter.create(at: dir, geometry: g, modelFingerprint: modelFP, tokenizerFingerprint: tokenizerFP,
+                                       commitPolicy: .manual)
+        try chunks[0].append(to: w)
+        try w.commit()
+        try chunks[1].append(to: w)
+        try w.close()
+        let newest = try StoreReader.open(at: dir).header.commitSequence
+        #expect(newest == 3)
+        // Tear the newest slot: its second half never reached the disk.
+        var h = readBytes(dir + "/header")
+        let slot = Int(newest % 2) * headerSlotBytes
+        for i in (slot + 100)..<(slot + 200) { h[i] = 0 }
+        writeBytes(dir + "/header", h)
+        let r = try StoreReader.open(at: dir)
+        #expect(r.chunkCount == 1 && r.header.commitSequence == newest - 1)
+        try expectStore(r, equals: [chunks[0]])
+        let problems = r.verify()
+        #expect(problems.count == 1)
+        if case .headerSlotDamaged(_, 1, _, 2, 1)? = problems.first {} else { Issue.record("verify: \(problems)") }
+        #expect(problems.first?.description.contains("header slot 1 is damaged") == true)
+        // Resume continues from the previous commit and its next commit rewrites the damaged slot.
+        let w2 = try StoreWriter.resume(at: dir, expectedModelFingerprint: modelFP)
+        for c in chunks[1...] { try c.append(to: w2) }
+        try w2.close()
+        let healed = try StoreReader.open(at: dir)
+        try expectStore(healed, equals: chunks)
+        #expect(healed.verify().isEmpty)
+        // Both slots damaged: nothing to fall back to.
+        var both = readBytes(dir + "/header")
+        both[20] ^= 1
+        both[headerSlotBytes + 20] ^= 1
+        writeBytes(dir + "/header", both)
+        #expect(errorText { _ = try StoreReader.open(at: dir) }?.contains("header checksum mismatch") == true)
+    }
+}
