@@ -84,3 +84,93 @@ import Testing
         #expect(try longheads(["verify", "--store", empty]).status == 0)
     }
 }
+
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bit by bit: what the store seals records with.
+func testCRC32C(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for b in bytes {
+        crc ^= UInt32(b)
+        for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+    }
+    return ~crc
+}
+
+func le32(_ b: [UInt8], _ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 | Int(b[o + 2]) << 16 | Int(b[o + 3]) << 24 }
+func put32(_ b: inout [UInt8], _ o: Int, _ v: UInt32) { for i in 0..<4 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) } }
+func put64(_ b: inout [UInt8], _ o: Int, _ v: UInt64) { for i in 0..<8 { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
+
+/// Rewrites both header slots of the store at `dir` (format 2: two slots of 69632 bytes) with `edit`
+/// applied to each slot's bytes and JSON blob, then re-seals each slot's CRC: a crafted store.
+func craftHeader(_ dir: String, edit: (inout [UInt8], inout [String: Any]) -> Void) throws {
+    let slotBytes = 69632
+    var file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/header")))
+    for base in [0, slotBytes] {
+        var slot = Array(file[base..<(base + slotBytes)])
+        let blobBytes = le32(slot, 168)
+        var json = try JSONSerialization.jsonObject(with: Data(slot[176..<(176 + blobBytes)])) as! [String: Any]
+        edit(&slot, &json)
+        let blob = [UInt8](try JSONSerialization.data(withJSONObject: json))
+        let total = 176 + blob.count + 4
+        var out = Array(slot[0..<176]) + blob + [0, 0, 0, 0]
+        put32(&out, 8, UInt32(total))
+        put32(&out, 168, UInt32(blob.count))
+        put32(&out, total - 4, testCRC32C(out[0..<(total - 4)]))
+        out += [UInt8](repeating: 0, count: slotBytes - out.count)
+        file.replaceSubrange(base..<(base + slotBytes), with: out)
+    }
+    try Data(file).write(to: URL(fileURLWithPath: dir + "/header"))
+}
+
+extension StoreSafetyCLITests {
+    /// Each hostile store of issue 13 (checksums recomputed): `verify` and `ask` both exit 65, naming the
+    /// file and the field; none traps.
+    @Test func hostileStoresAreRefusedByVerifyAndAsk() throws {
+        let model = try TinyModel().write(name: "store-hostile")
+        let good = temp("hostile-good-\(UUID().uuidString.prefix(6))")
+        defer { for p in [model, good] { try? FileManager.default.removeItem(atPath: p) } }
+        let r = try ingest(model: model, store: good)
+        #expect(r.status == 0, "\(r.stderr)")
+        let files = ["header", "pages", "pagetable", "features", "tokens"]
+        func crafted(_ name: String, _ mutate: (String) throws -> Void, mentions: [String]) throws {
+            let dir = temp("hostile-\(UUID().uuidString.prefix(6))")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            for f in files { try FileManager.default.copyItem(atPath: good + "/" + f, toPath: dir + "/" + f) }
+            try mutate(dir)
+            let v = try longheads(["verify", "--store", dir])
+            let a = try longheads(["ask", "--store", dir, "--model", model, "--max-tokens", "2", "What does the fox do?"])
+            for (what, run) in [("verify", v), ("ask", a)] {
+                #expect(run.status == 65, "\(name): \(what) exit \(run.status): \(run.stderr)")
+                for m in mentions { #expect(run.stderr.contains(m), "\(name): \(what) does not mention \(m): \(run.stderr)") }
+            }
+        }
+        try crafted("chunk size 255", { try craftHeader($0) { _, j in j["chunkSize"] = 255 } }, mentions: ["/header", "chunkSize", "255"])
+        try crafted("attention length 0", { try craftHeader($0) { _, j in j["attentionLength"] = 0 } }, mentions: ["/header", "attentionLength"])
+        try crafted("tail id 99999", { try craftHeader($0) { _, j in
+            var t = j["tailTokens"] as! [Int] + [0]; t[0] = 99999; j["tailTokens"] = t } }, mentions: ["/header", "tailTokens", "99999"])
+        try crafted("tail id -1", { try craftHeader($0) { _, j in
+            var t = j["tailTokens"] as! [Int] + [0]; t[0] = -1; j["tailTokens"] = t } }, mentions: ["/header", "tailTokens", "-1"])
+        try crafted("empty tail", { try craftHeader($0) { _, j in j["tailTokens"] = [Int]() } }, mentions: ["/header", "tokens"])
+        try crafted("policy", { try craftHeader($0) { _, j in j["policy"] = "nonsense" } }, mentions: ["/header", "policy"])
+        try crafted("selective start", { try craftHeader($0) { _, j in j["beginSelective"] = 1 << 40 } }, mentions: ["/header", "beginSelective"])
+        try crafted("chunks 2^63", { try craftHeader($0) { s, _ in put64(&s, 128, 1 << 63) } }, mentions: ["/header", "committed chunks"])
+        try crafted("tokens 2^64-1", { try craftHeader($0) { s, _ in put64(&s, 136, .max) } }, mentions: ["/header", "committed tokens"])
+        try crafted("layers 0", { try craftHeader($0) { s, _ in put32(&s, 96, 0) } }, mentions: ["/header", "layers"])
+        // A page-table entry whose stored size exceeds the page (record CRC recomputed): named before any read.
+        try crafted("storedBytes", { dir in
+            let path = dir + "/pagetable"
+            var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            let layers = le32(b, 24), rec = 16 * layers + 16
+            let last = b.count - rec
+            put32(&b, last + 8, 1 << 30)
+            put32(&b, last + rec - 4, testCRC32C(b[last..<(last + rec - 4)]))
+            try Data(b).write(to: URL(fileURLWithPath: path))
+        }, mentions: ["/pagetable"])
+        // Format 1: refused with what to do.
+        try crafted("v1", { dir in
+            var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/header")))
+            b[4] = 1
+            try Data(b).write(to: URL(fileURLWithPath: dir + "/header"))
+        }, mentions: ["/header", "format version 1", "ingest the document again"])
+    }
+}
