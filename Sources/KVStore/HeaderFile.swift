@@ -224,9 +224,10 @@ enum HeaderFile {
         let sequence = try count(160, "commit sequence number")
         // Tokens: all chunks but the last are full, the last holds 1 ... chunkSize.
         let (most, o1) = chunks.multipliedReportingOverflow(by: g.chunkSize)
-        let least = chunks == 0 ? 0 : (chunks - 1) * g.chunkSize + 1
-        guard !o1, tokens >= least, tokens <= most else {
-            throw bad("committed tokens", 136, chunks == 0 ? "0 (no chunks)" : "\(least)...\(o1 ? "?" : "\(most)") for \(chunks) chunks of \(g.chunkSize)",
+        guard !o1 else { throw bad("committed chunks", 128, "at most \(Int.max / g.chunkSize) chunks of \(g.chunkSize)", "\(chunks)") }
+        let least = chunks == 0 ? 0 : most - g.chunkSize + 1
+        guard tokens >= least, tokens <= most else {
+            throw bad("committed tokens", 136, chunks == 0 ? "0 (no chunks)" : "\(least)...\(most) for \(chunks) chunks of \(g.chunkSize)",
                       "\(tokens)")
         }
         // Pages: the prefix and at least one page header per (chunk, layer).

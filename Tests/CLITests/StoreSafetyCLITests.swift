@@ -1,4 +1,6 @@
 import Foundation
+import KVStore
+import Pipeline
 import TestSupport
 import Testing
 
@@ -172,5 +174,39 @@ extension StoreSafetyCLITests {
             b[4] = 1
             try Data(b).write(to: URL(fileURLWithPath: dir + "/header"))
         }, mentions: ["/header", "format version 1", "ingest the document again"])
+    }
+}
+
+extension StoreSafetyCLITests {
+    /// 10,000 descriptions with fields set to hostile values (one to three at a time) through the one
+    /// validating decoder, against a real store's header: each is refused or, if accepted, is one `ask`
+    /// can run (parameters valid, tail ids in the vocabulary, token count = chunks + tail). Never a trap.
+    @Test func tenThousandHostileDescriptionsNeverPassBroken() throws {
+        let model = try TinyModel().write(name: "store-info-fuzz")
+        let store = temp("info-fuzz-\(UUID().uuidString.prefix(6))")
+        defer { for p in [model, store] { try? FileManager.default.removeItem(atPath: p) } }
+        #expect(try ingest(model: model, store: store).status == 0)
+        let header = try StoreReader.open(at: store).header
+        let base = try JSONSerialization.jsonObject(with: Data(header.blob)) as! [String: Any]
+        let values: [Any] = [0, 1, -1, 15, 16, 17, 64, 255, 256, 1024, 8192, 99999, Int(Int32.max), Int(Int32.min), 1 << 40, Int.max, Int.min,
+                             "", "quest", "nonsense", true, [Int](), [0], [-1], [99999], [Int](repeating: 1, count: 40), NSNull()]
+        let keys = ["chunkSize", "attentionLength", "beginSelective", "chat", "tailTokens", "tokens", "sourceBytes", "model", "policy",
+                    "summaryVersion", "complete", "vocabularySize"]
+        var rng = SystemRandomNumberGenerator()
+        var accepted = 0
+        for _ in 0..<10_000 {
+            var j = base
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let k = keys.randomElement(using: &rng)!
+                if Int.random(in: 0..<8, using: &rng) == 0 { j[k] = nil } else { j[k] = values.randomElement(using: &rng)! }
+            }
+            let blob = [UInt8](try JSONSerialization.data(withJSONObject: j))
+            guard let info = try? StoreInfo.decode(blob, path: store, header: header, vocabularySize: TinyModel().vocab) else { continue }
+            accepted += 1
+            #expect(info.parameters.problem == nil && info.chunkSize == header.geometry.chunkSize)
+            #expect(info.tailTokens.allSatisfy { $0 >= 0 && $0 < TinyModel().vocab } && info.tailTokens.count < info.chunkSize)
+            if info.complete != false { #expect(info.tokens == header.tokenCount + info.tailTokens.count) }
+        }
+        #expect(accepted > 0)
     }
 }
