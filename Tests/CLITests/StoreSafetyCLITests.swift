@@ -210,3 +210,31 @@ extension StoreSafetyCLITests {
         #expect(accepted > 0)
     }
 }
+
+extension StoreSafetyCLITests {
+    /// A torn newest header slot: `verify` names it (exit 65), the store is read at the previous commit (an
+    /// unfinished ingest, so `ask` says to resume), and `ingest --resume` rewrites the slot: verify is ok.
+    @Test func tornHeaderSlotFallsBackAndResumeHeals() throws {
+        let model = try TinyModel().write(name: "store-torn")
+        let store = temp("torn-\(UUID().uuidString.prefix(6))")
+        defer { for p in [model, store] { try? FileManager.default.removeItem(atPath: p) } }
+        #expect(try ingest(model: model, store: store).status == 0)
+        let slotBytes = 69632
+        var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: store + "/header")))
+        // The newest slot has the larger commit sequence (u64 at 160); zero its second half, as a torn write.
+        func seq(_ base: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[base + 160 + $1]) << (8 * UInt64($1)) } }
+        let newest = seq(0) > seq(slotBytes) ? 0 : slotBytes
+        let used = le32(b, newest + 8)
+        for i in (newest + used / 2)..<(newest + used) { b[i] = 0 }
+        try Data(b).write(to: URL(fileURLWithPath: store + "/header"))
+        let v = try longheads(["verify", "--store", store])
+        #expect(v.status == 65, "\(v.stderr)")
+        #expect(v.stderr.contains("/header: header slot \(newest == 0 ? 0 : 1) is damaged"), "\(v.stderr)")
+        let a = try longheads(["ask", "--store", store, "--model", model, "--max-tokens", "2", "What does the fox do?"])
+        #expect(a.status == 65 && a.stderr.contains("--resume"), "\(a.stderr)")
+        let r = try ingest(model: model, store: store, extra: ["--resume"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let ok = try longheads(["verify", "--store", store])
+        #expect(ok.status == 0, "\(ok.stderr)")
+    }
+}
