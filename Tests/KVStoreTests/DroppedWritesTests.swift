@@ -14,11 +14,15 @@ final class DurabilityModel: FileSystemObserver {
     private var data: [UInt64: [UInt8]] = [:]
     /// name → inode at the directory's last fsync.
     private var names: [String: UInt64]
+    /// Whether `dir`'s own entry in its parent is durable (a directory made by `create` becomes durable with
+    /// the parent's fsync).
+    private var dirIsDurable: Bool
 
-    /// `dir` exists and its present entries (none, for a new store) are durable.
+    /// `dir`'s present entries are durable; a `dir` that does not exist yet is durable once its parent is synced.
     init(dir: String) {
         self.dir = dir
         names = [:]
+        dirIsDurable = access(dir, F_OK) == 0
         for n in Self.entries(dir) {
             names[n] = Self.inode(dir + "/" + n)
             data[names[n]!] = readBytes(dir + "/" + n)
@@ -37,6 +41,7 @@ final class DurabilityModel: FileSystemObserver {
     func renamed(_ from: String, _ to: String) {}
     func synced(_ path: String) { data[Self.inode(path)] = readBytes(path) }
     func syncedDirectory(_ path: String) {
+        if path == parentDirectory(of: dir) && access(dir, F_OK) == 0 { dirIsDurable = true }
         guard path == dir else { return }
         names = [:]
         for n in Self.entries(dir) { names[n] = Self.inode(dir + "/" + n) }
@@ -45,6 +50,10 @@ final class DurabilityModel: FileSystemObserver {
     /// Replaces the directory's contents by what was durable: the power went out.
     func crash() {
         for n in Self.entries(dir) { unlink(dir + "/" + n) }
+        guard dirIsDurable else {
+            rmdir(dir)
+            return
+        }
         for (n, ino) in names { writeBytes(dir + "/" + n, data[ino] ?? []) }
     }
 }
@@ -76,7 +85,7 @@ struct DroppedWritesTests {
     }
 
     /// Crash (dropping everything not yet synced) at every write, truncate, sync, rename and directory sync of
-    /// a small ingest (create, 5 chunks committed 2 at a time, the description updated, close). After each:
+    /// a small ingest (create, making the store's directory, 5 chunks committed 2 at a time, the description updated, close). After each:
     /// every commit that returned is still there, and reopen + resume (or a new creation, when the crash came
     /// before the store existed) + the rest of the ingest gives a store identical to an uninterrupted one.
     @Test func crashAtEveryCallThenResumeEqualsUninterrupted() throws {
@@ -92,8 +101,8 @@ struct DroppedWritesTests {
         var n = 0
         var finished = false
         while !finished {
+            // A directory `create` makes (so its entry in the parent must be made durable too).
             let dir = root + "/crash\(n)"
-            mkdir(dir, 0o755)
             defer { cleanup(dir) }
             let model = DurabilityModel(dir: dir)
             let faults = FaultInjector()
