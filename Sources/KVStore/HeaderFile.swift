@@ -98,8 +98,8 @@ enum HeaderFile {
     static func read(dir: String) throws -> StoreHeader { try readSlots(dir: dir).header }
 
     /// Reads both slots of `dir/header` and takes the valid one with the larger commit sequence. A damaged
-    /// slot is passed over (and named in `fallback`) when the other is valid; when neither is, the error of
-    /// the slot that would have been newest (slot 0 if undecidable) is thrown. A version-1 store is refused.
+    /// slot is passed over (and named in `fallback`) when the other is valid; when neither is, slot 0's error
+    /// is thrown. A file of another format version (1) is refused whole.
     static func readSlots(dir: String) throws -> HeaderReading {
         let path = joinPath(dir, name)
         var st = stat()
