@@ -10,7 +10,7 @@ import CStoreSupport
 //
 //   off size
 //     0  u32  magic          file-specific four-character code (see each file's Swift file)
-//     4  u32  version        format version (1)
+//     4  u32  version        format version (2)
 //     8  u8[16] store id     the random id in `header`: files of different stores cannot be mixed
 //    24  u32  layers
 //    28  u32  chunkSize
@@ -27,7 +27,7 @@ import CStoreSupport
 #error("the KV store format is little-endian; big-endian hosts are not supported")
 #endif
 
-let formatVersion: UInt32 = 1
+let formatVersion: UInt32 = 2
 let dataFileHeaderBytes = 64
 
 /// Four ASCII characters as a little-endian u32 (how they appear in the file).
@@ -46,10 +46,23 @@ func magic(_ s: String) -> UInt32 {
 @inline(__always) func store32(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt32) { p.storeBytes(of: v, toByteOffset: o, as: UInt32.self) }
 @inline(__always) func store64(_ p: UnsafeMutableRawPointer, _ o: Int, _ v: UInt64) { p.storeBytes(of: v, toByteOffset: o, as: UInt64.self) }
 
+/// Test hook told of every change a writer makes to the file system, after it succeeded, so that a test
+/// can model what survives a crash (only what fsync / fdatasync / the directory fsync made durable).
+protocol FileSystemObserver: AnyObject {
+    func created(_ path: String)
+    func wrote(_ path: String, offset: Int, bytes: UnsafeRawBufferPointer)
+    func truncated(_ path: String, to size: Int)
+    func synced(_ path: String)
+    func renamed(_ from: String, _ to: String)
+    func syncedDirectory(_ path: String)
+}
+
 /// Test hook: returns an errno to make the named operation on the named file fail as if the system
 /// had refused it ("pages", "pwrite") → ENOSPC. Shared by all files of one writer.
 final class FaultInjector: @unchecked Sendable {
     var fail: ((_ file: String, _ operation: String) -> Int32?)?
+    /// Told of every successful change (see `FileSystemObserver`).
+    weak var observer: FileSystemObserver?
     func check(_ path: String, _ op: String, offset: Int? = nil) throws {
         guard let fail else { return }
         let name = path.split(separator: "/").last.map(String.init) ?? path
@@ -71,13 +84,18 @@ final class StoreFile {
 
     deinit { close(fd) }
 
+    /// Opens a store file. Never through a symbolic link (O_NOFOLLOW: a link named `pages` must not make a
+    /// writer write, or a reader read, a file outside the store); `create` makes a new file and fails if
+    /// the name exists (O_EXCL), so creation never truncates anything.
     static func openFile(_ path: String, flags: Int32, create: Bool, faults: FaultInjector?) throws -> StoreFile {
-        let fd = create ? open(path, flags | O_CREAT | O_CLOEXEC, 0o644) : open(path, flags | O_CLOEXEC)
+        let fd = create ? open(path, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644) : open(path, flags | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
-            if create { throw StoreError.cannotCreate(path: path, reason: String(cString: strerror(e))) }
-            throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(e)))
+            let reason = e == ELOOP ? "it is a symbolic link (store files are never followed)" : String(cString: strerror(e))
+            if create { throw StoreError.cannotCreate(path: path, reason: reason) }
+            throw StoreError.cannotOpen(path: path, reason: reason)
         }
+        if create { faults?.observer?.created(path) }
         return StoreFile(path: path, fd: fd, faults: faults)
     }
 
@@ -95,6 +113,7 @@ final class StoreFile {
             if n == 0 { throw StoreError.io(path: path, operation: "write of \(count) bytes", offset: offset + done, errno: ENOSPC) }
             done += n
         }
+        faults?.observer?.wrote(path, offset: offset, bytes: UnsafeRawBufferPointer(start: p, count: count))
     }
 
     func write(_ bytes: [UInt8], at offset: Int) throws {
@@ -127,6 +146,7 @@ final class StoreFile {
             if errno == EINTR { continue }
             throw StoreError.io(path: path, operation: "truncate to \(size) bytes", offset: nil, errno: errno)
         }
+        faults?.observer?.truncated(path, to: size)
     }
 
     /// Makes the data durable (fdatasync also flushes the size of an appended file).
@@ -138,6 +158,7 @@ final class StoreFile {
         let r = fsync(fd)
         #endif
         guard r == 0 else { throw StoreError.io(path: path, operation: "fsync", offset: nil, errno: errno) }
+        faults?.observer?.synced(path)
     }
 }
 
@@ -308,4 +329,5 @@ func syncDirectory(_ path: String, faults: FaultInjector?) throws {
     guard fd >= 0 else { throw StoreError.io(path: path, operation: "open directory", offset: nil, errno: errno) }
     defer { close(fd) }
     guard fsync(fd) == 0 else { throw StoreError.io(path: path, operation: "fsync directory", offset: nil, errno: errno) }
+    faults?.observer?.syncedDirectory(path)
 }

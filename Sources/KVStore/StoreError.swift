@@ -9,12 +9,18 @@ import Darwin
 public enum StoreError: Error, CustomStringConvertible, Equatable {
     /// The store directory or one of its files could not be created.
     case cannotCreate(path: String, reason: String)
+    /// A new store was not created because the directory is not safe to write into: it holds files that
+    /// are not a store's, or a store file name is a symbolic link (CLI exit 73). Nothing was written.
+    case refusedDirectory(path: String, reason: String)
     /// The store directory or one of its files could not be opened.
     case cannotOpen(path: String, reason: String)
     /// Bad magic: the file is not (this kind of) store file.
     case notAStore(path: String, expectedMagic: UInt32, foundMagic: UInt32)
     /// The file was written by another format version.
     case unsupportedVersion(path: String, supported: UInt32, found: UInt32)
+    /// One of the two header slots is damaged (a torn commit, bit rot): the store is read at the commit in
+    /// the other slot (`usedSequence`, `usedChunks`); anything the damaged slot committed later is lost.
+    case headerSlotDamaged(path: String, slot: Int, cause: String, usedSequence: UInt64, usedChunks: Int)
     /// The `header` file's CRC does not match its contents.
     case headerChecksumMismatch(path: String, expected: UInt32, found: UInt32)
     /// The store was built for another model (fingerprints differ).
@@ -47,11 +53,15 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .cannotCreate(let p, let r): return "\(p): cannot create KV store: \(r)"
+        case .refusedDirectory(let p, let r): return "\(p): refusing to create a KV store here: \(r); nothing was written"
         case .cannotOpen(let p, let r): return "\(p): cannot open KV store: \(r)"
         case .notAStore(let p, let e, let f):
             return "\(p): not a KV store file (magic \(hex32(f)) \(fourCC(f)), expected \(hex32(e)) \(fourCC(e)))"
         case .unsupportedVersion(let p, let s, let f):
-            return "\(p): unsupported KV store format version \(f) (this build reads version \(s))"
+            return "\(p): KV store format version \(f) is not supported (this build reads version \(s)): ingest the document again into a new store"
+        case .headerSlotDamaged(let p, let slot, let cause, let seq, let chunks):
+            return "\(p): header slot \(slot) is damaged (\(cause)); the store is read at the previous commit, sequence \(seq) "
+                + "(\(chunks) chunks), from the other slot"
         case .headerChecksumMismatch(let p, let e, let f):
             return "\(p): header checksum mismatch (stored CRC32C \(hex32(e)), computed \(hex32(f))): the header is damaged"
         case .modelMismatch(let p, let e, let f):
@@ -80,6 +90,12 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case .cacheBudgetExceeded(let b, let p, let n):
             return "page cache budget of \(b) bytes exceeded: \(p) bytes are pinned and \(n) more are needed; release pages or raise the budget"
         }
+    }
+
+    /// True when a new store was refused (the directory is not empty, or a name in it is a symbolic link).
+    public var isRefusedCreation: Bool {
+        if case .refusedDirectory = self { return true }
+        return false
     }
 
     /// True for the ENOSPC case, so callers can tell "disk full" from damage.

@@ -23,6 +23,10 @@ public final class StoreReader: @unchecked Sendable {
     /// The directory of the store.
     public let path: String
 
+    /// Set when the newest header slot was damaged (a torn commit) and the previous commit is read instead:
+    /// what was wrong (`verify` reports it).
+    public private(set) var headerFallback: StoreError?
+
     init(core: StoreCore, live: Bool) {
         self.core = core
         self.live = live
@@ -37,28 +41,60 @@ public final class StoreReader: @unchecked Sendable {
     /// `verify`.
     public static func open(at path: String, expectedModelFingerprint: [UInt8]? = nil,
                             expectedGeometry: StoreGeometry? = nil) throws -> StoreReader {
-        let h = try HeaderFile.read(dir: path)
+        let reading = try HeaderFile.readSlots(dir: path)
+        let h = reading.header
         if let e = expectedModelFingerprint, e != h.modelFingerprint {
             throw StoreError.modelMismatch(path: joinPath(path, HeaderFile.name), expected: e, found: h.modelFingerprint)
         }
         if let g = expectedGeometry { try g.check(found: h.geometry, path: joinPath(path, HeaderFile.name)) }
         let core = try StoreCore(dir: path, header: h, writable: false, truncateToCommitted: false, faults: nil)
         let r = StoreReader(core: core, live: false)
+        r.headerFallback = reading.fallback
         try r.checkIndex(from: 0, to: h.chunkCount, header: h)
         return r
     }
 
     /// Page-table records and features of chunks `from..<to`, and that the pages end where the
-    /// header says.
+    /// header says. The records are the index every later read trusts, so they are validated here, once:
+    /// each chunk's pages follow one another without gap or overlap from the previous chunk's end, every
+    /// chunk but the last holds `chunkSize` tokens, and the last one's token count (page table and tokens
+    /// record) is what the header's token count leaves for it.
     private func checkIndex(from: Int, to: Int, header h: StoreHeader) throws {
         let s = core.snapshot()
+        let g = h.geometry
         var end = from == to ? (to == 0 ? dataFileHeaderBytes : -1) : -1
         var featureCRCs = [UInt32]()
         featureCRCs.reserveCapacity(to - from)
+        var cursor: Int? = from == 0 ? dataFileHeaderBytes : nil
         for c in from..<to {
             let r = try core.tableRecord(s, c)
             featureCRCs.append(r.featuresCRC)
-            if c == to - 1 { end = r.offsets[h.geometry.layers - 1] + pageHeaderBytes + r.storedBytes[h.geometry.layers - 1] }
+            for l in 0..<g.layers {
+                if let at = cursor, r.offsets[l] != at {
+                    throw StoreError.inconsistent(path: core.table.path, what: "page offset of chunk \(c) layer \(l)",
+                                                  offset: core.tableOffset(c) + 16 * l, expected: "\(at)", found: "\(r.offsets[l])")
+                }
+                // Offsets are below 2^56 and stored sizes u32 (PageTableRecord): no overflow.
+                cursor = r.offsets[l] + pageHeaderBytes + r.storedBytes[l]
+            }
+            let expectedTokens = c == h.chunkCount - 1 ? h.tokenCount - c * g.chunkSize : g.chunkSize
+            guard r.tokens == expectedTokens else {
+                throw StoreError.inconsistent(path: core.table.path, what: "token count of chunk \(c)", offset: core.tableOffset(c) + 16 * g.layers,
+                                              expected: "\(expectedTokens) (header: \(h.tokenCount) tokens in \(h.chunkCount) chunks)",
+                                              found: "\(r.tokens)")
+            }
+            if c == to - 1 {
+                end = cursor ?? -1
+                let t = try core.tokensRecord(s, c)
+                guard t.tokens.count == expectedTokens else {
+                    throw StoreError.inconsistent(path: core.tokens.path, what: "token count of chunk \(c)", offset: core.tokensOffset(c),
+                                                  expected: "\(expectedTokens) (header)", found: "\(t.tokens.count)")
+                }
+                guard t.byteRange.upperBound == h.sourceBytesConsumed else {
+                    throw StoreError.inconsistent(path: core.tokens.path, what: "source byte end of chunk \(c)", offset: core.tokensOffset(c),
+                                                  expected: "\(h.sourceBytesConsumed) (header)", found: "\(t.byteRange.upperBound)")
+                }
+            }
         }
         try core.checkFeatures(from..<to) { featureCRCs[$0 - from] }
         if end >= 0 && end != h.pagesBytes {
@@ -171,7 +207,7 @@ public final class StoreReader: @unchecked Sendable {
     /// least as long as the committed state. Returns the problems found, each naming the file and the
     /// place (empty: the store is sound). `progress` is called with (chunks checked, chunks).
     public func verify(progress: ((Int, Int) -> Void)? = nil) -> [StoreError] {
-        var problems: [StoreError] = []
+        var problems: [StoreError] = headerFallback.map { [$0] } ?? []
         let h = core.header
         let s = core.snapshot()
         let g = geometry
@@ -185,7 +221,7 @@ public final class StoreReader: @unchecked Sendable {
                 problems.append(.truncated(path: f.path, what: "committed state", neededBytes: need, fileBytes: have))
             }
         }
-        if !problems.isEmpty { return problems }  // reading past a short file through the mapping would fault
+        if problems.count > (headerFallback == nil ? 0 : 1) { return problems }  // reading past a short file through the mapping would fault
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: g.floatsPerPage)
         defer { buffer.deallocate() }
         // Pages are walked in file order from the start, so a gap, an overlap or a bad header is found

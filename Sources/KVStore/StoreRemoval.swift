@@ -11,7 +11,7 @@ extension StoreWriter {
     /// directory is left alone, and so is the directory then.
     public static func removeStoreFiles(at path: String, directory: Bool) {
         let n = StoreCore.fileNames
-        for name in [HeaderFile.name, HeaderFile.tempName, n.pages, n.table, n.features, n.tokens] {
+        for name in [HeaderFile.name, HeaderFile.newName, n.pages, n.table, n.features, n.tokens] {
             unlink(joinPath(path, name))
         }
         if directory { rmdir(path) }

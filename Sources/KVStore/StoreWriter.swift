@@ -50,8 +50,9 @@ public struct CommitPolicy: Sendable, Equatable {
 ///
 /// Commit protocol: `append` writes a chunk's pages, page-table record, features and tokens past the
 /// committed end of each file; `commit` fsyncs the four files, then writes the new header (counts
-/// included) to `header.tmp`, fsyncs it, renames it over `header` and fsyncs the directory. A chunk
-/// counts only once that rename happened. Whatever is on disk beyond the committed lengths (a crash
+/// included, commit sequence + 1) into the header slot of that sequence's parity and fdatasyncs it
+/// (HeaderFile.swift: two slots, as LMDB's meta pages). A chunk counts only once that slot is durable; a
+/// torn slot leaves the previous commit readable in the other one. Whatever is on disk beyond the committed lengths (a crash
 /// mid-append, a kill -9 at any instant) is ignored by readers and cut off by `resume`.
 ///
 /// After any I/O error (disk full included) the writer refuses further work (`writerFailed`): the
@@ -164,26 +165,24 @@ public final class StoreWriter {
         }
         let dirFD = try lockDirectory(path)
         do {
-            if access(joinPath(path, HeaderFile.name), F_OK) == 0 {
-                throw StoreError.cannotCreate(path: path, reason: "a store already exists there (resume it, or delete the directory)")
-            }
+            if !createdDir { try checkNewStoreDirectory(path) }
             var id = [UInt8](repeating: 0, count: 16)
             var rng = SystemRandomNumberGenerator()
             for i in 0..<16 { id[i] = UInt8.random(in: 0...255, using: &rng) }
-            let h = StoreHeader(formatVersion: formatVersion, storeID: id, modelFingerprint: modelFingerprint,
+            let h0 = StoreHeader(formatVersion: formatVersion, storeID: id, modelFingerprint: modelFingerprint,
                                 tokenizerFingerprint: tokenizerFingerprint, geometry: g, flags: flags, chunkCount: 0, tokenCount: 0,
                                 sourceBytesConsumed: 0, pagesBytes: dataFileHeaderBytes, commitSequence: 0, blob: blob)
             let n = StoreCore.fileNames
             for (name, m, rb) in [(n.pages, pagesMagic, 0), (n.table, pageTableMagic, PageTableRecord.bytes(layers: g.layers)),
                                   (n.features, featuresMagic, 4 * g.featureFloatsPerChunk),
                                   (n.tokens, tokensMagic, TokensRecord.bytes(chunkSize: g.chunkSize))] {
-                let f = try StoreFile.openFile(joinPath(path, name), flags: O_RDWR | O_TRUNC, create: true, faults: faults)
+                let f = try StoreFile.openFile(joinPath(path, name), flags: O_RDWR, create: true, faults: faults)
                 try f.write(DataFileHeader(magic: m, storeID: id, geometry: g, recordBytes: rb).encode(), at: 0)
                 try f.sync()
             }
             // The header comes last: until it exists the directory is not a store, so a crash
             // during creation leaves nothing that could be mistaken for one.
-            try HeaderFile.write(h, dir: path, faults: faults)
+            let h = try HeaderFile.create(h0, dir: path, faults: faults)
             if createdDir {
                 try syncDirectory(parentDirectory(of: path), faults: faults)
             }
@@ -193,6 +192,56 @@ public final class StoreWriter {
             closeFD(dirFD)
             throw error
         }
+    }
+
+    /// The files an interrupted creation can leave behind (before the header made the directory a store),
+    /// with the magic their first bytes must carry to count as such a leftover.
+    private static var creationLeftovers: [String: UInt32] {
+        let n = StoreCore.fileNames
+        return [n.pages: pagesMagic, n.table: pageTableMagic, n.features: featuresMagic, n.tokens: tokensMagic, HeaderFile.newName: headerMagic]
+    }
+
+    /// Checks that the existing directory `path` (locked by the caller) may receive a new store, so that
+    /// creation never clobbers anything: it must be empty, or hold only the leftovers of an interrupted
+    /// creation of a store (regular files with a store file's name that are empty or start with that file's
+    /// magic), which are removed. Anything else, a symbolic link among the store's names included, is
+    /// refused (`refusedDirectory`) before a byte is written; an existing store is `cannotCreate`.
+    private static func checkNewStoreDirectory(_ path: String) throws {
+        guard let d = opendir(path) else { throw StoreError.cannotOpen(path: path, reason: errnoText(errno)) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(d)
+        var leftovers: [String] = []
+        for name in names.sorted() {
+            let file = joinPath(path, name)
+            var st = stat()
+            guard lstat(file, &st) == 0 else { throw StoreError.cannotOpen(path: file, reason: errnoText(errno)) }
+            let kind = st.st_mode & S_IFMT
+            if kind == S_IFLNK {
+                throw StoreError.refusedDirectory(path: path, reason: "`\(name)` is a symbolic link")
+            }
+            if name == HeaderFile.name {
+                throw StoreError.cannotCreate(path: path, reason: "a store already exists there (resume it, or delete the directory)")
+            }
+            guard let expected = creationLeftovers[name], kind == S_IFREG else {
+                throw StoreError.refusedDirectory(path: path, reason: "the directory is not empty (it holds `\(name)`); "
+                                                  + "give a new or empty directory")
+            }
+            if st.st_size > 0 {
+                var m: UInt32 = 0
+                let fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                let n = fd >= 0 ? pread(fd, &m, 4, 0) : -1
+                if fd >= 0 { closeFD(fd) }
+                guard n == 4 || (n >= 0 && Int(st.st_size) < 4), n < 4 || m == expected else {
+                    throw StoreError.refusedDirectory(path: path, reason: "`\(name)` is not a KV store file; give a new or empty directory")
+                }
+            }
+            leftovers.append(name)
+        }
+        for name in leftovers { unlink(joinPath(path, name)) }
     }
 
     /// Reopens a store to append to it, discarding anything written after its last commit.
@@ -216,7 +265,6 @@ public final class StoreWriter {
                 throw StoreError.modelMismatch(path: joinPath(path, HeaderFile.name), expected: expectedModelFingerprint, found: h.modelFingerprint)
             }
             if let g = expectedGeometry { try g.check(found: h.geometry, path: joinPath(path, HeaderFile.name)) }
-            unlink(joinPath(path, HeaderFile.tempName))  // a commit that never reached its rename
             let core = try StoreCore(dir: path, header: h, writable: true, truncateToCommitted: true, faults: faults)
             if h.chunkCount > 0 {
                 // The last committed chunk must be intact: appending continues right after it.
@@ -331,7 +379,7 @@ public final class StoreWriter {
     }
 
     /// Makes everything appended (and a changed blob or flags) durable: fsync of the data files, then
-    /// the header via write-temp + fsync + rename + fsync(dir). Does nothing if nothing changed.
+    /// the header into its slot + fdatasync. Does nothing if nothing changed.
     public func commit() throws {
         try checkUsable()
         guard pending > 0 || headerDirty || chunks != committed.chunkCount else { return }
@@ -402,7 +450,12 @@ public final class StoreWriter {
         sourceEnd = newSource
         if count < committed.chunkCount {
             pending = 0
-            try guarded { try writeHeader() }
+            // Into both header slots, before any byte of the dropped chunks can be overwritten: a fallback
+            // to the other slot must never find chunks whose bytes were reused.
+            try guarded {
+                try writeHeader()
+                try writeHeader()
+            }
             lastCommit = Date()
         } else {
             pending = count - committed.chunkCount

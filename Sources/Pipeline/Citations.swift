@@ -104,7 +104,7 @@ public final class SourceTally {
 extension DocumentPipeline {
     /// Reads the description a store records (`StoreInfo`, the header blob).
     public static func storeInfo(_ reader: StoreReader) throws -> StoreInfo {
-        try StoreInfo.decode(reader.header.blob, path: reader.path)
+        try StoreInfo.decode(reader.header.blob, path: reader.path, header: reader.header)
     }
 
     /// Neutral questions whose selections show which chunks heads pick whatever is asked (chunks that are

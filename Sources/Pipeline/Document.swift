@@ -23,6 +23,9 @@ public enum PipelineError: Error, CustomStringConvertible {
     case interrupted(path: String, chunks: Int, tokens: Int)
     /// The store's ingest did not finish (interrupted or killed): it must be resumed before use.
     case incompleteStore(path: String, chunks: Int)
+    /// A field of the store's description (the header blob) is out of range or disagrees with the header
+    /// or the model: the store is damaged or crafted.
+    case invalidStoreInfo(path: String, field: String, reason: String)
 
     public var description: String {
         switch self {
@@ -37,6 +40,7 @@ public enum PipelineError: Error, CustomStringConvertible {
             "\(p): the document is not the one this store was ingested from (chunk \(c): \(r)); ingest it into a new store"
         case .interrupted(let p, let c, let t):
             "ingest interrupted: \(c) chunks (\(t) tokens) committed to \(p); continue with the same document: longheads ingest --resume --store \(p) (FILE | -)"
+        case .invalidStoreInfo(let p, let f, let r): "\(p): store description (header blob): field `\(f)`: \(r)"
         case .incompleteStore(let p, let c):
             "\(p): the ingest of this store did not finish (\(c) chunks committed); continue it with: longheads ingest --resume --store \(p) (FILE | -)"
         }
@@ -69,11 +73,65 @@ public struct StoreInfo: Codable, Sendable {
     /// False while the ingest runs (and in a store whose ingest was interrupted: resume it); true once it
     /// finished. Absent in stores made before ingests could resume: those are complete.
     public var complete: Bool?
+    /// Rows of the model's token embedding: every token id of the store is below it (format 2 on).
+    public var vocabularySize: Int?
 
-    /// The description recorded in a store's header blob (`path`: the store, for the error).
-    public static func decode(_ blob: [UInt8], path: String) throws -> StoreInfo {
-        do { return try JSONDecoder().decode(StoreInfo.self, from: Data(blob)) } catch {
-            throw PipelineError.badStoreInfo(path: path, reason: "\(error)")
+    /// The one validating decoder of a store's description (`blob`, from `header` of the store at `path`),
+    /// used by every reader (`ask`, `summarize`, `verify`, resume). Every field is checked against the
+    /// header and, when given, the model (`vocabularySize`: its embedding rows), before anything uses it:
+    /// LongHeads parameters (`LongHeadsParameters.problem`, the option limits), the chunk size and page /
+    /// feature layout against the header's geometry, the tail (shorter than a chunk, ids within the
+    /// vocabulary) and the token count (the full chunks plus the tail). A bad field is
+    /// `PipelineError.invalidStoreInfo` naming it, never a trap later.
+    public static func decode(_ blob: [UInt8], path: String, header: StoreHeader, vocabularySize: Int? = nil) throws -> StoreInfo {
+        let info: StoreInfo
+        do { info = try JSONDecoder().decode(StoreInfo.self, from: Data(blob)) } catch {
+            throw PipelineError.badStoreInfo(path: path + "/header", reason: "\(error)")
+        }
+        try info.validate(path: path, header: header, vocabularySize: vocabularySize)
+        return info
+    }
+
+    private func validate(path: String, header h: StoreHeader, vocabularySize model: Int?) throws {
+        func bad(_ field: String, _ reason: String) -> PipelineError { .invalidStoreInfo(path: path + "/header", field: field, reason: reason) }
+        let g = h.geometry
+        guard (16...8192).contains(chunkSize), chunkSize % 16 == 0, chunkSize % min(64, chunkSize) == 0 else {
+            throw bad("chunkSize", "\(chunkSize) is not a multiple of 16 (or of 64 above 64) in 16...8192")
+        }
+        guard chunkSize == g.chunkSize else { throw bad("chunkSize", "\(chunkSize), but the header's pages hold \(g.chunkSize) tokens") }
+        guard (16...(1 << 22)).contains(attentionLength) else { throw bad("attentionLength", "\(attentionLength) is not in 16...\(1 << 22)") }
+        guard (16...(1 << 22)).contains(beginSelective) else { throw bad("beginSelective", "\(beginSelective) is not in 16...\(1 << 22)") }
+        if let p = parameters.problem { throw bad(p.hasPrefix("selective") ? "beginSelective" : "attentionLength", p) }
+        // The page and feature layout follow from the header's model numbers and the chunk size.
+        guard g.layers <= 4096, g.headDim <= 4096, g.kvHeads <= g.queryHeads, g.queryHeads <= 4096, g.queryHeads % g.kvHeads == 0 else {
+            throw bad("chunkSize", "the header's geometry (\(g)) is not a model's")
+        }
+        let layout = ChunkSummaryLayout(layers: g.layers, heads: g.queryHeads, kvHeads: g.kvHeads, headDim: g.headDim, chunkSize: chunkSize)
+        guard g.floatsPerPage == 2 * chunkSize * g.kvHeads * g.headDim, g.featureFloatsPerChunk == layout.floatsPerChunk else {
+            throw bad("chunkSize", "the header's page layout (\(g)) does not follow from chunks of \(chunkSize) tokens")
+        }
+        guard let vocab = vocabularySize, (1...(1 << 30)).contains(vocab) else {
+            throw bad("vocabularySize", vocabularySize.map { "\($0) is not in 1...\(1 << 30)" } ?? "missing")
+        }
+        if let model, model != vocab { throw bad("vocabularySize", "\(vocab), but the model has \(model) tokens") }
+        guard tailTokens.count < chunkSize else {
+            throw bad("tailTokens", "\(tailTokens.count) tokens, but a tail is shorter than a chunk (\(chunkSize))")
+        }
+        if let i = tailTokens.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw bad("tailTokens", "token \(i) is \(tailTokens[i]), outside the vocabulary 0..<\(vocab)")
+        }
+        // This pipeline stores full chunks only; the rest of the document is the tail.
+        guard h.tokenCount == h.chunkCount * chunkSize else {
+            throw bad("chunkSize", "the header's \(h.chunkCount) chunks hold \(h.tokenCount) tokens, not full chunks of \(chunkSize)")
+        }
+        guard sourceBytes >= 0 else { throw bad("sourceBytes", "\(sourceBytes) is negative") }
+        if complete != false {
+            guard UInt64(sourceBytes) >= h.sourceBytesConsumed else {
+                throw bad("sourceBytes", "\(sourceBytes), but the chunks end at source byte \(h.sourceBytesConsumed)")
+            }
+            guard tokens == h.tokenCount + tailTokens.count else {
+                throw bad("tokens", "\(tokens), but the store holds \(h.tokenCount) tokens in chunks and \(tailTokens.count) in its tail")
+            }
         }
     }
 
@@ -184,8 +242,11 @@ public struct DocumentPipeline {
                      question: Bool = false, diagnosisChunks: [Int]? = nil,
                      prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
         let reader = try StoreReader.open(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
-        let info = try StoreInfo.decode(reader.header.blob, path: path)
+        let info = try StoreInfo.decode(reader.header.blob, path: path, header: reader.header, vocabularySize: model.config.vocabSize)
         try info.checkSummaryVersion(path: path)
+        guard geometry(info.parameters, precision: reader.geometry.precision) == reader.geometry else {
+            throw PipelineError.badStoreInfo(path: path, reason: "its layout (\(reader.geometry)) is not this model's")
+        }
         guard info.complete != false else { throw PipelineError.incompleteStore(path: path, chunks: reader.chunkCount) }
         var parameters = info.parameters
         if let policy { parameters.policy = policy }

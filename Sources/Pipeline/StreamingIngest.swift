@@ -203,7 +203,7 @@ extension DocumentPipeline {
         let info = StoreInfo(chunkSize: parameters.chunkSize, attentionLength: parameters.attentionLength,
                              beginSelective: parameters.beginSelective, chat: chat, tailTokens: [], tokens: 0, sourceBytes: 0,
                              model: (modelFile.path as NSString).lastPathComponent, policy: parameters.policy,
-                             summaryVersion: ChunkSummaryLayout.version, complete: false)
+                             summaryVersion: ChunkSummaryLayout.version, complete: false, vocabularySize: model.config.vocabSize)
         let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
                                             modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
                                             flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })
@@ -221,7 +221,7 @@ extension DocumentPipeline {
     public func resume(source: DocumentSource, store path: String, modelFile: GGUFFile, blockBytes: Int = defaultBlockBytes,
                        progress: (IngestProgress) -> Void = { _ in }, shouldStop: () -> Bool = { false }) throws -> IngestSummary {
         let writer = try StoreWriter.resume(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
-        let info = try StoreInfo.decode(writer.header.blob, path: path)
+        let info = try StoreInfo.decode(writer.header.blob, path: path, header: writer.header, vocabularySize: model.config.vocabSize)
         try info.checkSummaryVersion(path: path)
         guard geometry(info.parameters, precision: writer.geometry.precision) == writer.geometry else {
             throw PipelineError.badStoreInfo(path: path, reason: "its description does not match its layout (\(writer.geometry))")

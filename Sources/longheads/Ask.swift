@@ -217,9 +217,11 @@ struct Verify: ParsableCommand {
                 for p in problems { log("longheads: error: \(p)") }
                 throw ExitCode(Exit.dataError)
             }
-            // Intact but unfinished (interrupted, killed): not ok to ask; say how to finish it. A store whose
-            // description is not a document's (made by other tools) has no such flag.
-            if let info = try? StoreInfo.decode(reader.header.blob, path: store), info.complete == false {
+            // The description is checked by the same decoder `ask` uses (every field, against the header).
+            // Intact but unfinished (interrupted, killed): not ok to ask; say how to finish it.
+            let info = try StoreInfo.decode(reader.header.blob, path: store, header: reader.header)
+            try info.checkSummaryVersion(path: store)
+            if info.complete == false {
                 throw PipelineError.incompleteStore(path: store, chunks: reader.chunkCount)
             }
             try Output.line("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")

@@ -37,6 +37,9 @@ struct LongHeadsCommand: AsyncParsableCommand {
                   whole failing its size or sha256 check)
               70  model file invalid (truncated, not GGUF, unsupported type or
                   architecture)
+              73  cannot create the store: --store DIR is a non-empty directory
+                  of other files, or a store file name in it is a symlink
+                  (nothing is written)
               74  I/O error while writing (also a full or closed stdout)
               130 interrupted by Ctrl-C (143: SIGTERM); ingest first commits the
                   chunks done; temporary stores (ask FILE, filter, summarize)

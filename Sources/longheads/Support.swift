@@ -16,6 +16,7 @@ enum Exit {
     static let noInput: Int32 = 66
     static let unavailable: Int32 = 69
     static let badModel: Int32 = 70
+    static let cannotCreate: Int32 = 73
     static let ioError: Int32 = 74
 }
 
@@ -47,7 +48,8 @@ func exitCode(for error: Error) -> ExitCode {
         return fail(e.description, code: Exit.unavailable)
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
-    case let e as StoreError: return fail(e.description, code: e.isDiskFull ? Exit.ioError : Exit.dataError)
+    case let e as StoreError:
+        return fail(e.description, code: e.isDiskFull ? Exit.ioError : e.isRefusedCreation ? Exit.cannotCreate : Exit.dataError)
     case let e as PipelineError:
         if case .cannotReadSource = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.dataError)
