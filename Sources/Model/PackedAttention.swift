@@ -7,9 +7,10 @@ import Kernels
 /// exactly what it would as the only continuation of the prefix in a `DenseAttention` cache.
 ///
 /// Use: `extendPrefix()` then forward the prefix (in as many calls as needed, each continuing at
-/// `prefixCount`); then, per batch, `pack(segments:)` with the token counts of the segments in the
-/// order their tokens are concatenated, and forward all of them in one call. A packed batch leaves
-/// the prefix unchanged.
+/// `prefixCount`); then, per batch, `pack(shared:segments:)` with the token counts of the segments in
+/// the order their tokens are concatenated, and forward all of them in one call. A batch may start with
+/// `shared` tokens that every segment continues (the start its sequences have in common, computed once):
+/// they extend the prefix for this batch only. A packed batch leaves the prefix unchanged.
 ///
 /// Bit-identical to `DenseAttention` (tested): the online-softmax kernel folds keys in tiles of 16
 /// (lh_attention.h), so each segment gets its own tile-aligned key region that starts with a copy of
@@ -39,6 +40,7 @@ public final class PackedAttention: Attention {
     private var segmentStart: [Int] = []      // first packed token of each segment
     private var regionStart: [Int] = []
     private var packedCount = 0
+    private var shared = 0
     private let ropeTable: UnsafeMutablePointer<Float>
     private var states: UnsafeMutablePointer<lh_softmax_state>
     private var statesCapacity: Int
@@ -70,16 +72,19 @@ public final class PackedAttention: Attention {
         mode = .prefix
     }
 
-    /// The next forward call holds independent segments of these token counts (each ≥ 1), concatenated
-    /// in this order; segment s's token i is at position `prefixCount + i`.
-    public func pack(segments: [Int]) {
+    /// The next forward call holds `shared` tokens continuing the prefix, then independent segments of
+    /// these token counts (each ≥ 1) that all continue the shared tokens, concatenated in this order:
+    /// shared token i is at position `prefixCount + i`, segment s's token i at `prefixCount + shared + i`.
+    public func pack(shared: Int = 0, segments: [Int]) {
         precondition(!segments.isEmpty && segments.allSatisfy { $0 > 0 }, "pack: segments must be non-empty")
+        precondition(shared >= 0 && prefixCount + shared <= prefixCapacity, "pack: \(shared) shared tokens overflow the prefix")
         mode = .packed
-        let partial = prefixCount % 16
+        self.shared = shared
+        let partial = (prefixCount + shared) % 16
         segmentStart = []
         regionStart = []
-        segmentOf = []
-        var token = 0, region = 0
+        segmentOf = [Int32](repeating: -1, count: shared)
+        var token = shared, region = 0
         for (s, n) in segments.enumerated() {
             segmentStart.append(token)
             regionStart.append(region)
@@ -111,8 +116,9 @@ public final class PackedAttention: Attention {
         } else {
             precondition(start == P && P + count <= prefixCapacity, "prefix of \(prefixCapacity) tokens overflowed, or not continued at \(P)")
         }
-        // The position of packed token i.
-        func position(_ i: Int) -> Int { packed ? P + i - segmentStart[Int(segmentOf[i])] : P + i }
+        // The position of packed token i; shared tokens (segment -1) and the prefix's continue the prefix.
+        let S = packed ? shared : 0
+        func position(_ i: Int) -> Int { packed && i >= S ? P + S + i - segmentStart[Int(segmentOf[i])] : P + i }
         for i in 0..<count {
             rope.fillTable(position: position(i), ropeTable)
             rope.apply(q + i * H * D, heads: H, table: ropeTable)
@@ -122,9 +128,15 @@ public final class PackedAttention: Attention {
         let pv = prefixValues + layer * G * prefixCapacity * D
         let rk = regionKeys + layer * G * regionCapacity * D
         let rv = regionValues + layer * G * regionCapacity * D
-        let full = P / 16 * 16     // prefix keys in whole tiles
-        let partial = P - full     // the rest, copied at the start of each region
+        // Prefix and shared tokens: P + S keys; those in whole tiles are read in place, the rest is
+        // copied at the start of each region.
+        let full = (P + S) / 16 * 16
+        let partial = P + S - full
         for g in 0..<G {
+            for i in 0..<(packed ? S : count) {
+                lh_store_key_tiled(pk + g * tiledPrefix * D, Int32(D), Int32(P + i), k + i * kvRow + g * D)
+                (pv + (g * prefixCapacity + P + i) * D).update(from: v + i * kvRow + g * D, count: D)
+            }
             if packed {
                 for s in regionStart.indices {
                     let keys = rk + g * regionCapacity * D, values = rv + g * regionCapacity * D
@@ -133,16 +145,11 @@ public final class PackedAttention: Attention {
                         (values + regionStart[s] * D).update(from: pv + (g * prefixCapacity + full) * D, count: partial * D)
                     }
                 }
-                for i in 0..<count {
+                for i in S..<count {
                     let s = Int(segmentOf[i])
                     let j = regionStart[s] + partial + i - segmentStart[s]
                     lh_store_key_tiled(rk + g * regionCapacity * D, Int32(D), Int32(j), k + i * kvRow + g * D)
                     (rv + (g * regionCapacity + j) * D).update(from: v + i * kvRow + g * D, count: D)
-                }
-            } else {
-                for i in 0..<count {
-                    lh_store_key_tiled(pk + g * tiledPrefix * D, Int32(D), Int32(P + i), k + i * kvRow + g * D)
-                    (pv + (g * prefixCapacity + P + i) * D).update(from: v + i * kvRow + g * D, count: D)
                 }
             }
         }
@@ -166,7 +173,7 @@ public final class PackedAttention: Attention {
                 for j in 0..<group { s[j] = lh_softmax_state(m: -.infinity, l: 0) }
                 let o = out + h0 * D
                 o.update(repeating: 0, count: group * D)
-                if packed {
+                if packed && i >= S {
                     // The prefix's whole tiles, then the region: the partial prefix tile and the segment up to i.
                     let seg = Int(self.segmentOf[i])
                     if full > 0 {

@@ -84,6 +84,7 @@ struct Filter: ParsableCommand {
     func filterRecords(_ classifier: YesNoClassifier) throws {
         var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
         var records = 0, passed = 0
+        var tokens = 0, passes = 0   // tokens after the shared prefix, and forward passes of packed records (--verbose)
         let clock = ContinuousClock()
         let t0 = clock.now
         func decided(_ r: Record, _ p: Double) throws {
@@ -100,6 +101,7 @@ struct Filter: ParsableCommand {
             guard !waiting.isEmpty else { return }
             let inputs = waiting.compactMap(\.input)
             var ps = inputs.isEmpty ? [] : try classifier.scores(packed: inputs)[...]
+            passes += inputs.isEmpty ? 0 : 1
             for (r, input) in waiting { try decided(r, input == nil ? 0 : ps.removeFirst()) }
             waiting = []
             waitingTokens = 0
@@ -113,6 +115,7 @@ struct Filter: ParsableCommand {
             }
             let input = classifier.prepare(text)
             let n = input.body.count
+            tokens += n
             guard input.isShort && n <= batchTokens else {
                 try flush()
                 return try decided(r, try classifier.score(input))
@@ -156,7 +159,8 @@ struct Filter: ParsableCommand {
         if records == 0 { log("longheads: filter: no records on standard input") }
         if verbose {
             let s = (clock.now - t0).seconds
-            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s)", records, passed, s, Double(records) / max(s, 1e-9)))
+            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); %d tokens after the prompt's shared start, %d packed passes",
+                       records, passed, s, Double(records) / max(s, 1e-9), tokens, passes))
         }
     }
 

@@ -37,17 +37,27 @@ import Tokenization
         #expect(Set(alone).count > 1)               // the texts are told apart: the comparison is not vacuous
     }
 
+    /// Texts that start alike: their common start is computed once per batch.
+    static let tickets = [
+        "ticket 10001 [2026-03-04] Mateo G.: Do you offer gift wrapping for the smart watch?",
+        "ticket 10002 [2026-03-25] Maria K.: The blender broke the first time I used it. Refund please.",
+        "ticket 10003 [2026-03-25] Maria K.: Where is my order?", "ticket 10004 [2026-03-2", "ticket 1",
+    ]
+
     @Test func packedScoresEqualScoresAloneOnATinyModel() throws {
         let path = try TinyModel().write(name: "packed-classifier")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let c = try classifier(path, maxBatch: 512)
         try expectPackedEqualsAlone(c, Self.texts)
+        try expectPackedEqualsAlone(c, Self.tickets)
+        try expectPackedEqualsAlone(c, Array(Self.tickets[..<3]))
     }
 
     @Test(.enabled(if: defaultModel != nil, "the default model is not cached"))
     func packedScoresEqualScoresAloneOnTheDefaultModel() throws {
         let c = try classifier(defaultModel!, maxBatch: 512)
         try expectPackedEqualsAlone(c, Self.texts)
+        try expectPackedEqualsAlone(c, Self.tickets)
     }
 
     /// The CLI: records packed (default, or a small token bound that cuts more batches) and one at a time
@@ -55,7 +65,7 @@ import Tokenization
     @Test(arguments: [([], []), (["--paragraphs"], []), ([], ["--batch-tokens", "100"])])
     func filterOutputIsTheSameBatchedOrNot(_ mode: [String], _ batched: [String]) throws {
         let long = String(repeating: "the fox runs. ", count: 80)   // past the tiny model's attention length
-        let all = Self.texts + ["", "  ", long] + Self.texts.reversed() + (0..<40).map { "record \($0) about a \($0 % 3 == 0 ? "fox" : "cat")" }
+        let all = Self.texts + ["", "  ", long] + Self.texts.reversed() + (0..<40).map { "record \($0) about a \($0 % 3 == 0 ? "fox" : "cat")" } + Self.tickets
         let paragraphs = mode == ["--paragraphs"]
         let records = paragraphs ? all.filter { !$0.allSatisfy(\.isWhitespace) } : all
         let input = [UInt8](records.joined(separator: paragraphs ? "\n\n" : "\n").utf8)

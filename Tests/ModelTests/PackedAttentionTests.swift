@@ -16,13 +16,14 @@ import Testing
     /// Prefix lengths on and off the 16-key tile boundary (0: no prefix), prefixes fed in one or two pieces.
     static let prefixes: [[Int]] = [[], [5], [16], [13, 8], [32, 7]]
 
-    @Test(arguments: prefixes)
-    func attentionEqualsDensePerSegment(prefixPieces: [Int]) throws {
-        let (model, path) = try Self.tinyModel("packed-attn-\(prefixPieces.count)-\(prefixPieces.first ?? 0)")
+    /// With `shared` tokens at the start of the batch that every segment continues (0: none).
+    @Test(arguments: prefixes, [0, 6, 11])
+    func attentionEqualsDensePerSegment(prefixPieces: [Int], shared: Int) throws {
+        let (model, path) = try Self.tinyModel("packed-attn-\(prefixPieces.count)-\(prefixPieces.first ?? 0)-\(shared)")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let c = model.config
         let (qRow, kvRow) = (c.heads * c.headDim, c.kvHeads * c.headDim)
-        var rng = SplitMix(seed: UInt64(prefixPieces.reduce(7, +)))
+        var rng = SplitMix(seed: UInt64(prefixPieces.reduce(7, +) + 100 * shared))
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextFloat() * 4 - 2 } }
         struct QKV { var q: [Float]; var k: [Float]; var v: [Float] }
         // Per layer: q, k, v of `n` tokens.
@@ -39,6 +40,7 @@ import Testing
         let prefix = prefixPieces.map(tokens)
         let lengths = [3, 1, 17, 9, 16]
         let segments = lengths.map(tokens)
+        let common = tokens(shared)
 
         let packed = PackedAttention(config: c, prefixCapacity: 64, pool: model.pool)
         packed.extendPrefix()
@@ -48,21 +50,26 @@ import Testing
             at += n
         }
         #expect(packed.prefixCount == P)
-        packed.pack(segments: lengths)
+        packed.pack(shared: shared, segments: lengths)
         let concatenated = (0..<c.layers).map { l in
-            QKV(q: segments.flatMap { $0[l].q }, k: segments.flatMap { $0[l].k }, v: segments.flatMap { $0[l].v })
+            QKV(q: common[l].q + segments.flatMap { $0[l].q }, k: common[l].k + segments.flatMap { $0[l].k },
+                v: common[l].v + segments.flatMap { $0[l].v })
         }
-        let got = try attend(packed, concatenated, start: P, count: lengths.reduce(0, +))
+        let got = try attend(packed, concatenated, start: P, count: shared + lengths.reduce(0, +))
 
-        var first = 0
+        var first = shared
         for (s, n) in lengths.enumerated() {
-            let dense = DenseAttention(config: c, capacity: 64, pool: model.pool)
+            let dense = DenseAttention(config: c, capacity: 96, pool: model.pool)
             at = 0
             for (piece, m) in zip(prefix, prefixPieces) {
                 _ = try attend(dense, piece, start: at, count: m)
                 at += m
             }
-            let want = try attend(dense, segments[s], start: P, count: n)
+            if shared > 0 {
+                let want = try attend(dense, common, start: P, count: shared)
+                for l in 0..<c.layers { #expect(Array(got[l][0..<shared * qRow]) == want[l], "shared tokens, layer \(l)") }
+            }
+            let want = try attend(dense, segments[s], start: P + shared, count: n)
             for l in 0..<c.layers {
                 #expect(Array(got[l][first * qRow..<(first + n) * qRow]) == want[l], "segment \(s), layer \(l)")
             }
@@ -71,8 +78,13 @@ import Testing
         // A second batch with another layout reads the same prefix.
         packed.pack(segments: [lengths[2]])
         let again = try attend(packed, segments[2], start: P, count: lengths[2])
-        let start2 = lengths[0..<2].reduce(0, +)
-        #expect(again[0] == Array(got[0][start2 * qRow..<(start2 + lengths[2]) * qRow]))
+        let alone = DenseAttention(config: c, capacity: 96, pool: model.pool)
+        at = 0
+        for (piece, m) in zip(prefix, prefixPieces) {
+            _ = try attend(alone, piece, start: at, count: m)
+            at += m
+        }
+        #expect(again == (try attend(alone, segments[2], start: P, count: lengths[2])))
     }
 
     /// The whole model: packed records read at each one's last token equal each record run alone.
