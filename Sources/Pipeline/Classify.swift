@@ -40,6 +40,8 @@ public final class YesNoClassifier {
     private var texts = 0
     /// Chunks the question retrieved for the last long text (empty for a short one, or without retrieval).
     public private(set) var lastSharedChunks: [Int] = []
+    /// Tokens the last `scores(packed:)` ran through the model: the texts' bodies, their common start once.
+    public private(set) var lastPackedTokens = 0
 
     /// The default prompt, plain text (not a chat turn): four generic yes/no examples, then the text and the
     /// question. `{question}` and `{text}` are replaced by the question and the text. Measured on
@@ -173,6 +175,7 @@ public final class YesNoClassifier {
             lastRows.append(tokens.count - 1)
         }
         lastSharedChunks = []
+        lastPackedTokens = tokens.count
         packed.pack(shared: shared, segments: lengths)
         let vocab = pipeline.model.config.vocabSize
         let logits = try pipeline.model.forward(tokens[...], start: prefix.count, attention: packed, logits: .rows(lastRows))

@@ -15,7 +15,8 @@ struct Filter: ParsableCommand {
             after a plain-text prompt: four generic yes/no examples, the record, the question. A small model \
             may never reach 0.5: choose --threshold from --score on a labelled sample (Samples/README.md). \
             Passing records are written byte for byte (terminator included), in order, each as soon as it is \
-            decided; standard input is read as it arrives. Blank records are never asked and count as "no". \
+            decided; standard input is read as it arrives. Short records that arrive together are scored in one \
+            forward pass (up to 512 tokens; the same scores as one at a time), run before any read that would wait. Blank records are never asked and count as "no". \
             A record longer than the attention length runs through LongHeads (a temporary store), where the \
             question retrieves the record's chunk that shares its rare words, as in `ask`. Empty \
             input: a message on stderr, exit 0.
@@ -84,7 +85,7 @@ struct Filter: ParsableCommand {
     func filterRecords(_ classifier: YesNoClassifier) throws {
         var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
         var records = 0, passed = 0
-        var tokens = 0, passes = 0   // tokens after the shared prefix, and forward passes of packed records (--verbose)
+        var tokens = 0, passes = 0   // tokens of packed records run through the model, and forward passes (--verbose)
         let clock = ContinuousClock()
         let t0 = clock.now
         func decided(_ r: Record, _ p: Double) throws {
@@ -101,7 +102,7 @@ struct Filter: ParsableCommand {
             guard !waiting.isEmpty else { return }
             let inputs = waiting.compactMap(\.input)
             var ps = inputs.isEmpty ? [] : try classifier.scores(packed: inputs)[...]
-            passes += inputs.isEmpty ? 0 : 1
+            if !inputs.isEmpty { passes += 1; tokens += classifier.lastPackedTokens }
             for (r, input) in waiting { try decided(r, input == nil ? 0 : ps.removeFirst()) }
             waiting = []
             waitingTokens = 0
@@ -115,7 +116,6 @@ struct Filter: ParsableCommand {
             }
             let input = classifier.prepare(text)
             let n = input.body.count
-            tokens += n
             guard input.isShort && n <= batchTokens else {
                 try flush()
                 return try decided(r, try classifier.score(input))
@@ -159,7 +159,7 @@ struct Filter: ParsableCommand {
         if records == 0 { log("longheads: filter: no records on standard input") }
         if verbose {
             let s = (clock.now - t0).seconds
-            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); %d tokens after the prompt's shared start, %d packed passes",
+            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); packed: %d tokens in %d passes",
                        records, passed, s, Double(records) / max(s, 1e-9), tokens, passes))
         }
     }
