@@ -16,7 +16,8 @@ struct Filter: ParsableCommand {
             may never reach 0.5: choose --threshold from --score on a labelled sample (Samples/README.md). \
             Passing records are written byte for byte (terminator included), in order, each as soon as it is \
             decided; standard input is read as it arrives. Short records that arrive together are scored in one \
-            forward pass (up to 512 tokens; the same scores as one at a time), run before any read that would wait. Blank records are never asked and count as "no". \
+            forward pass (up to 512 tokens; the same scores as one at a time), run before any read that would \
+            wait. Blank records are never asked and count as "no". \
             A record longer than the attention length runs through LongHeads (a temporary store), where the \
             question retrieves the record's chunk that shares its rare words, as in `ask`. Empty \
             input: a message on stderr, exit 0.
