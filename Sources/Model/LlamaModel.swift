@@ -9,6 +9,9 @@ public enum LogitRows: Sendable {
     case last
     /// One row per input token (scoring, tests).
     case all
+    /// The rows of these input tokens, in this order (the last token of each sequence packed into one
+    /// batch, `PackedAttention`).
+    case rows([Int])
 }
 
 /// The weights of one transformer block, repacked for the matmul kernels.
@@ -186,10 +189,14 @@ public final class LlamaModel {
 
         // Final norm and output projection for the rows asked for. logits: [rows, vocab]
         let first: Int, rows: Int
+        var picked: [Int]? = nil
         switch want {
         case .none: return UnsafeBufferPointer(start: logits, count: 0)
         case .last: (first, rows) = (n - 1, 1)
         case .all: (first, rows) = (0, n)
+        case .rows(let r):
+            precondition(!r.isEmpty && r.allSatisfy { (0..<n).contains($0) }, "logit rows \(r) outside the \(n) tokens")
+            (first, rows, picked) = (0, r.count, r)
         }
         if rows > logitsRows {
             logits.deallocate()
@@ -197,7 +204,9 @@ public final class LlamaModel {
             logitsRows = rows
         }
         outputNorm.withUnsafeBufferPointer { w in
-            for i in 0..<rows { Ops.rmsNorm(x + (first + i) * dim, w.baseAddress!, xb + i * dim, n: dim, eps: c.rmsEps) }
+            for i in 0..<rows {
+                Ops.rmsNorm(x + (picked?[i] ?? first + i) * dim, w.baseAddress!, xb + i * dim, n: dim, eps: c.rmsEps)
+            }
         }
         actDim.quantize(xb, tokens: rows)
         matmul(output, actDim, tokens: rows, into: logits, pool: pool)

@@ -28,7 +28,11 @@ public final class YesNoClassifier {
     public let temporaryDirectory: String
     private let prefix: [Int32]
     private let suffix: [Int32]
-    private let dense: DenseAttention
+    /// The prefix's keys and values, computed once, continued by every short text: one at a time
+    /// (`score`) or several packed into one forward pass (`scores(packed:)`).
+    private let packed: PackedAttention
+    /// The prefix in a plain cache, made on first use (`denseScore`).
+    private var dense: DenseAttention?
     private let chat: Bool
     /// The question follows the text (as in the default template): a long text is then run as `ask` runs a
     /// document and its question, so that under `quest-lexical` the question retrieves its chunk.
@@ -36,6 +40,8 @@ public final class YesNoClassifier {
     private var texts = 0
     /// Chunks the question retrieved for the last long text (empty for a short one, or without retrieval).
     public private(set) var lastSharedChunks: [Int] = []
+    /// Tokens the last `scores(packed:)` ran through the model: the texts' bodies, their common start once.
+    public private(set) var lastPackedTokens = 0
 
     /// The default prompt, plain text (not a chat turn): four generic yes/no examples, then the text and the
     /// question. `{question}` and `{text}` are replaced by the question and the text. Measured on
@@ -94,23 +100,45 @@ public final class YesNoClassifier {
             suffix = tok.encode(after)
         }
         guard prefix.count + suffix.count + 1 < parameters.beginSelective else { throw ClassifierError.questionTooLong }
-        dense = DenseAttention(config: pipeline.model.config, capacity: parameters.beginSelective, pool: pipeline.model.pool)
+        packed = PackedAttention(config: pipeline.model.config, prefixCapacity: min(parameters.beginSelective, prefix.count + Self.maxSharedStart),
+                                 pool: pipeline.model.pool)
         // The shared prefix, once; every short text continues at position prefix.count.
-        _ = try Generator(model: pipeline.model, tokenizer: tok).prefill(prefix, start: 0, attention: dense)
+        packed.extendPrefix()
+        _ = try Generator(model: pipeline.model, tokenizer: tok).prefill(prefix, start: 0, attention: packed)
     }
 
-    /// Probability (0...1) that the answer about `text` is yes, relative to no.
-    public func score(_ text: String) throws -> Double {
+    /// A text tokenized for the classifier.
+    public struct Input: Sendable {
+        /// The tokens after the shared prefix: the text's, then the rest of the prompt.
+        public let body: [Int32]
+        /// Tokens of the text alone (the start of `body`).
+        public let textCount: Int
+        /// Whether the whole prompt fits the attention length (plain attention; packable), else the
+        /// text runs through LongHeads.
+        public let isShort: Bool
+    }
+
+    /// `text` tokenized into the prompt.
+    public func prepare(_ text: String) -> Input {
         let textIDs = pipeline.tokenizer.encode(text)
         let body = textIDs + suffix
+        return Input(body: body, textCount: textIDs.count, isShort: prefix.count + body.count <= parameters.beginSelective)
+    }
+
+    /// Most tokens of short texts packed into one forward pass (`scores(packed:)`): the model's batch.
+    public var packLimit: Int { pipeline.model.maxBatch }
+
+    /// Probability (0...1) that the answer about `text` is yes, relative to no.
+    public func score(_ text: String) throws -> Double { try score(prepare(text)) }
+
+    /// Probability (0...1) that the answer about a prepared text is yes, relative to no; one text alone
+    /// (`denseScore` for a short one).
+    public func score(_ input: Input) throws -> Double {
+        let body = input.body
         texts += 1
         lastSharedChunks = []
-        if prefix.count + body.count <= parameters.beginSelective {
-            // Dense attention only reads positions up to the current one: the previous text's keys past the
-            // prefix are simply overwritten.
-            let generator = Generator(model: pipeline.model, tokenizer: pipeline.tokenizer)
-            return yesProbability(try generator.prefill(body, start: prefix.count, attention: dense))
-        }
+        if input.isShort { return try denseScore(input) }
+        let textIDs = Array(body[..<input.textCount])
         let dir = (temporaryDirectory as NSString).appendingPathComponent(
             "longheads-filter-\(getpid())-\(texts)-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -120,6 +148,54 @@ public final class YesNoClassifier {
         let p = yesProbability(long)
         withExtendedLifetime(session) {}
         return p
+    }
+
+    /// Most tokens at the start of a batch's texts that are computed once for all of them (`scores(packed:)`).
+    static let maxSharedStart = 64
+
+    /// Probabilities of yes for several short texts (each `isShort`, together at most `packLimit` tokens),
+    /// in order, from one forward pass: every text continues the shared prefix as if it were alone
+    /// (`PackedAttention`: each sees the prefix and itself), and the answer is read from the logits of
+    /// each text's last token. The tokens all the texts start with (records of one log or one ticket
+    /// system often do: "ticket 1000…", a date) are computed once, as a continuation of the prefix.
+    /// Equal to scoring them one at a time, bit for bit (tested).
+    public func scores(packed inputs: [Input]) throws -> [Double] {
+        precondition(inputs.allSatisfy(\.isShort), "scores(packed:) takes short texts only")
+        precondition(!inputs.isEmpty && inputs.map(\.body.count).reduce(0, +) <= packLimit, "scores(packed:): more than \(packLimit) tokens")
+        // The common start, leaving every text at least its last token (whose logits are read).
+        var shared = min(inputs.map(\.body.count).min()! - 1, Self.maxSharedStart, packed.prefixCapacity - prefix.count)
+        for input in inputs.dropFirst() {
+            shared = zip(inputs[0].body[..<shared], input.body).prefix(while: { $0 == $1 }).count
+        }
+        var tokens = Array(inputs[0].body[..<shared])
+        var lengths = [Int](), lastRows = [Int]()
+        for input in inputs {
+            tokens += input.body[shared...]
+            lengths.append(input.body.count - shared)
+            lastRows.append(tokens.count - 1)
+        }
+        lastSharedChunks = []
+        lastPackedTokens = tokens.count
+        packed.pack(shared: shared, segments: lengths)
+        let vocab = pipeline.model.config.vocabSize
+        let logits = try pipeline.model.forward(tokens[...], start: prefix.count, attention: packed, logits: .rows(lastRows))
+        return (0..<inputs.count).map { yesProbability(UnsafeBufferPointer(rebasing: logits[$0 * vocab..<($0 + 1) * vocab])) }
+    }
+
+    /// The probability of yes for a short text through plain causal attention: the text continues the
+    /// prefix in a `DenseAttention` cache (kept for the next call; a text only reads positions up to its
+    /// own, so the previous one's keys are overwritten), in pieces of the model's batch. The path of texts
+    /// too long to pack, and the reference the packed path is tested against.
+    public func denseScore(_ input: Input) throws -> Double {
+        precondition(input.isShort, "denseScore takes short texts only")
+        let generator = Generator(model: pipeline.model, tokenizer: pipeline.tokenizer)
+        let cache: DenseAttention
+        if let dense { cache = dense } else {
+            cache = DenseAttention(config: pipeline.model.config, capacity: parameters.beginSelective, pool: pipeline.model.pool)
+            _ = try generator.prefill(prefix, start: 0, attention: cache)
+            dense = cache
+        }
+        return yesProbability(try generator.prefill(input.body, start: prefix.count, attention: cache))
     }
 
     /// σ(logsumexp(yes) − logsumexp(no)): the renormalized probability of the yes tokens against the no tokens.

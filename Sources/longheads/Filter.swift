@@ -15,7 +15,9 @@ struct Filter: ParsableCommand {
             after a plain-text prompt: four generic yes/no examples, the record, the question. A small model \
             may never reach 0.5: choose --threshold from --score on a labelled sample (Samples/README.md). \
             Passing records are written byte for byte (terminator included), in order, each as soon as it is \
-            decided; standard input is read as it arrives. Blank records are never asked and count as "no". \
+            decided; standard input is read as it arrives. Short records that arrive together are scored in one \
+            forward pass (up to 512 tokens; the same scores as one at a time), run before any read that would \
+            wait. Blank records are never asked and count as "no". \
             A record longer than the attention length runs through LongHeads (a temporary store), where the \
             question retrieves the record's chunk that shares its rare words, as in `ask`. Empty \
             input: a message on stderr, exit 0.
@@ -39,6 +41,12 @@ struct Filter: ParsableCommand {
     var template: String = YesNoClassifier.defaultTemplate
     @Flag(name: .long, help: ArgumentHelp("Use the template as a chat user turn, not as plain text.", visibility: .hidden))
     var chat = false
+    @Option(name: .long, help: ArgumentHelp("Most tokens of short records packed into one forward pass (0: each record alone).",
+                                            visibility: .hidden))
+    var batchTokens: Int = Filter.defaultBatchTokens
+
+    /// Tokens packed into one forward pass by default: records of ~50 tokens, ten or so per pass.
+    static let defaultBatchTokens = 512
 
     func validate() throws {
         if [paragraphs, nul, field != nil].filter({ $0 }).count > 1 {
@@ -48,6 +56,7 @@ struct Filter: ParsableCommand {
         try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
         guard threshold.isFinite else { throw ValidationError("--threshold must be a number") }
         try checkOption("max-record-bytes", maxRecordBytes, 1...(1 << 34))
+        try checkOption("batch-tokens", batchTokens, 0...4096)
     }
 
     func run() throws {
@@ -55,7 +64,8 @@ struct Filter: ParsableCommand {
             guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
                 throw InputError(description: "the question is empty")
             }
-            let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
+            // The model's batch holds the packed records (and at least 256 tokens, for the prompt and long records).
+            let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, batchTokens))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             // Long records are read through LongHeads via stores under one directory, removed at exit (Ctrl-C too).
             try withTemporaryStore("filter") { tmp in
@@ -76,35 +86,82 @@ struct Filter: ParsableCommand {
     func filterRecords(_ classifier: YesNoClassifier) throws {
         var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
         var records = 0, passed = 0
+        var tokens = 0, passes = 0   // tokens of packed records run through the model, and forward passes (--verbose)
         let clock = ContinuousClock()
         let t0 = clock.now
-        func handle(_ r: Record) throws {
-            records += 1
-            let text = try recordText(r)
-            let p = text.contains(where: { !$0.isWhitespace }) ? try classifier.score(text) : 0
+        func decided(_ r: Record, _ p: Double) throws {
             guard (p >= threshold) != invert else { return }
             passed += 1
             try Output.write(score ? scored(r, p) : r.bytes)
         }
+        // Short records wait here, in order, to be scored together in one forward pass (at most
+        // `batchTokens` tokens); blank ones (never asked: 0) wait with them so that the order is kept.
+        // A record that does not fit a batch is scored alone, as all were before packing.
+        var waiting: [(record: Record, input: YesNoClassifier.Input?)] = []
+        var waitingTokens = 0
+        func flush() throws {
+            guard !waiting.isEmpty else { return }
+            let inputs = waiting.compactMap(\.input)
+            var ps = inputs.isEmpty ? [] : try classifier.scores(packed: inputs)[...]
+            if !inputs.isEmpty { passes += 1; tokens += classifier.lastPackedTokens }
+            for (r, input) in waiting { try decided(r, input == nil ? 0 : ps.removeFirst()) }
+            waiting = []
+            waitingTokens = 0
+        }
+        func handle(_ r: Record) throws {
+            records += 1
+            let text = try recordText(r)
+            guard text.contains(where: { !$0.isWhitespace }) else {
+                if waiting.isEmpty { try decided(r, 0) } else { waiting.append((r, nil)) }
+                return
+            }
+            let input = classifier.prepare(text)
+            let n = input.body.count
+            guard input.isShort && n <= batchTokens else {
+                try flush()
+                return try decided(r, try classifier.score(input))
+            }
+            if waitingTokens + n > batchTokens { try flush() }
+            waiting.append((r, input))
+            waitingTokens += n
+        }
+        // A record is written as soon as its batch is scored: the batch is run when it is full, and
+        // before any read that would wait for input (`tail -f | longheads filter`), and at the end.
+        func inputWaiting() -> Bool {
+            var fds = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+            return poll(&fds, 1, 0) > 0
+        }
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
+            if !waiting.isEmpty && !inputWaiting() { try flush() }
             let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 // EBADF: stdin was closed (`<&-`; `StandardStreams` parks a write-only /dev/null there).
                 let reason = errno == EBADF ? "standard input is closed" : "read failed: \(String(cString: strerror(errno)))"
+                try flush()
                 throw InputError(description: "standard input: \(reason)", code: Exit.noInput)
             }
             if n == 0 { break }
+            // On an error, the records before the failing one are written first, as when each was scored alone.
             do { try splitter.feed(buffer[0..<n], emit: handle) } catch let e as RecordError {
+                try flush()
                 throw InputError(description: "standard input: \(e)")
+            } catch {
+                try flush()
+                throw error
             }
         }
-        try splitter.finish(emit: handle)
+        do { try splitter.finish(emit: handle) } catch {
+            try flush()
+            throw error
+        }
+        try flush()
         if records == 0 { log("longheads: filter: no records on standard input") }
         if verbose {
             let s = (clock.now - t0).seconds
-            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s)", records, passed, s, Double(records) / max(s, 1e-9)))
+            log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); packed: %d tokens in %d passes",
+                       records, passed, s, Double(records) / max(s, 1e-9), tokens, passes))
         }
     }
 
