@@ -14,8 +14,9 @@ import Glibc
 @testable import KVStore  // in the fuzz build this file is part of the KVStore module
 #endif
 
-private let fuzzGeometry = [KVPrecision.f16, .q8].map {
-    StoreGeometry(layers: 2, kvHeads: 1, queryHeads: 2, headDim: 8, chunkSize: 4, precision: $0)
+// The quantized store uses q4, the default, with the smallest chunk its key groups allow (16 tokens).
+private let fuzzGeometry = [(KVPrecision.f16, 4), (.q4, 16)].map {
+    StoreGeometry(layers: 2, kvHeads: 1, queryHeads: 2, headDim: 8, chunkSize: $0.1, precision: $0.0)
 }
 private let fuzzFingerprint = [UInt8](repeating: 7, count: 32)
 private let fuzzFiles = ["header", "pagetable", "tokens", "features", "pages"]

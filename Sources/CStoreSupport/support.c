@@ -212,93 +212,211 @@ void cs_f16_to_f32(float *dst, const uint16_t *src, size_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// q8: per block of up to 32 values, { float32 scale; int8 q[count] }
+// KIVI page codec (see cstoresupport.h for the layout and the error bound)
 
-size_t cs_q8_bytes(size_t n) { return n + 4 * ((n + 31) / 32); }
+// Products and sums stay separate operations in both paths (no FMA): bit-identical decodes.
+#pragma STDC FP_CONTRACT OFF
 
-static void q8_block_scalar(uint8_t *dst, const float *x, size_t k) {
-    float amax = 0;
-    for (size_t j = 0; j < k; j++) amax = fmaxf(amax, fabsf(x[j]));
-    float d = amax / 127.0f;
-    float id = amax > 0 ? 127.0f / amax : 0.0f;
-    memcpy(dst, &d, 4);
-    for (size_t j = 0; j < k; j++) {
-        long q = lrintf(x[j] * id);
-        if (q > 127) q = 127;
-        if (q < -128) q = -128;
-        dst[4 + j] = (uint8_t)(int8_t)q;
+uint16_t cs_half(float x) { return half_from_float(x); }
+float cs_float(uint16_t h) { return float_from_half(h); }
+
+static inline int32_t key_groups_per_channel(int32_t w) {
+    int32_t tiles = w / 16;
+    return (tiles + CS_KIVI_KEY_TILES - 1) / CS_KIVI_KEY_TILES;
+}
+
+static inline size_t kivi_param_pairs(int32_t G, int32_t w, int32_t D) {
+    return (size_t)G * key_groups_per_channel(w) * D + (size_t)G * w;
+}
+
+size_t cs_kivi_param_bytes(int32_t G, int32_t w, int32_t D) { return 4 * kivi_param_pairs(G, w, D); }
+
+size_t cs_kivi_bytes(int32_t bits, int32_t G, int32_t w, int32_t D) {
+    size_t n = 2 * (size_t)G * w * D;
+    return cs_kivi_param_bytes(G, w, D) + (bits == 4 ? (n + 1) / 2 : n);
+}
+
+// The largest half <= x, and the smallest half whose float is >= x (x finite, |x| < 65504).
+static uint16_t half_down(float x) {
+    uint16_t h = half_from_float(x);
+    if (float_from_half(h) > x) h = (h & 0x8000u) ? (uint16_t)(h + 1) : (h == 0 ? 0x8001u : (uint16_t)(h - 1));
+    return h;
+}
+
+static uint16_t half_up_positive(float x) {
+    uint16_t h = half_from_float(x);
+    while (float_from_half(h) < x && h < 0x7bffu) h++;
+    return h;
+}
+
+static inline float finite_or_zero(float x) { return isfinite(x) ? x : 0.0f; }
+
+// Parameters of one group of `k` values read with stride `stride`: min rounded down, scale rounded up
+// (to halves) so that min + levels * scale covers the group's maximum. Values beyond the half range
+// are clamped to it (KV values of real models are far smaller).
+static void group_params(const float *x, int32_t k, int32_t stride, int32_t levels, uint16_t *pmin, uint16_t *pscale) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int32_t j = 0; j < k; j++) {
+        float v = finite_or_zero(x[(size_t)j * stride]);
+        lo = fminf(lo, v);
+        hi = fmaxf(hi, v);
+    }
+    lo = fmaxf(fminf(lo, 65504.0f), -65504.0f);
+    hi = fmaxf(fminf(hi, 65504.0f), -65504.0f);
+    uint16_t m = half_down(lo);
+    float mf = float_from_half(m);
+    float range = hi - mf;
+    uint16_t s = range > 0 ? half_up_positive(range / (float)levels) : 0;
+    // The product below is what the decoder computes; nudge the scale up until it reaches `hi`.
+    while (s < 0x7bffu && mf + (float)levels * float_from_half(s) < hi) s++;
+    *pmin = m;
+    *pscale = s;
+}
+
+static inline uint32_t quantize(float x, float mn, float inv, int32_t levels) {
+    float q = rintf((finite_or_zero(x) - mn) * inv);
+    if (!(q >= 0)) q = 0;  // also NaN
+    if (q > (float)levels) q = (float)levels;
+    return (uint32_t)q;
+}
+
+static inline void put_code(uint8_t *quants, int32_t bits, size_t i, uint32_t code) {
+    if (bits == 8) quants[i] = (uint8_t)code;
+    else if (i & 1) quants[i >> 1] = (uint8_t)((quants[i >> 1] & 0x0fu) | (code << 4));
+    else quants[i >> 1] = (uint8_t)((quants[i >> 1] & 0xf0u) | code);
+}
+
+static inline uint32_t get_code(const uint8_t *quants, int32_t bits, size_t i) {
+    if (bits == 8) return quants[i];
+    return (quants[i >> 1] >> ((i & 1) * 4)) & 0x0fu;
+}
+
+// The inverse step used to quantize: codes are round((x - min) / scale), computed as a product.
+static inline float inverse(float scale) { return scale > 0 ? 1.0f / scale : 0.0f; }
+
+void cs_kivi_encode(uint8_t *dst, const float *src, int32_t bits, int32_t G, int32_t w, int32_t D) {
+    const int32_t levels = (1 << bits) - 1, tiles = w / 16, kg = key_groups_per_channel(w);
+    const size_t headFloats = (size_t)w * D;
+    uint16_t *params = (uint16_t *)dst;  // dst is 2-byte aligned: the page buffers are
+    uint8_t *quants = dst + cs_kivi_param_bytes(G, w, D);
+    memset(quants, 0, cs_kivi_bytes(bits, G, w, D) - cs_kivi_param_bytes(G, w, D));
+    size_t p = 0;
+    // Keys: per channel d of head g over the tiles t0..<t1 of one group.
+    for (int32_t g = 0; g < G; g++) {
+        const float *K = src + g * headFloats;
+        for (int32_t gi = 0; gi < kg; gi++) {
+            int32_t t0 = gi * CS_KIVI_KEY_TILES, t1 = t0 + CS_KIVI_KEY_TILES < tiles ? t0 + CS_KIVI_KEY_TILES : tiles;
+            for (int32_t d = 0; d < D; d++, p++) {
+                float lo = INFINITY, hi = -INFINITY;
+                for (int32_t t = t0; t < t1; t++) {
+                    const float *x = K + (size_t)t * 16 * D + (size_t)d * 16;
+                    for (int32_t j = 0; j < 16; j++) {
+                        float v = finite_or_zero(x[j]);
+                        lo = fminf(lo, v);
+                        hi = fmaxf(hi, v);
+                    }
+                }
+                float pair[2] = {lo, hi};
+                group_params(pair, 2, 1, levels, &params[2 * p], &params[2 * p + 1]);
+                float mn = float_from_half(params[2 * p]), inv = inverse(float_from_half(params[2 * p + 1]));
+                for (int32_t t = t0; t < t1; t++) {
+                    size_t base = g * headFloats + (size_t)t * 16 * D + (size_t)d * 16;
+                    for (int32_t j = 0; j < 16; j++) put_code(quants, bits, base + j, quantize(src[base + j], mn, inv, levels));
+                }
+            }
+        }
+    }
+    // Values: per token of each head.
+    for (int32_t g = 0; g < G; g++) {
+        for (int32_t t = 0; t < w; t++, p++) {
+            size_t base = ((size_t)G + g) * headFloats + (size_t)t * D;
+            group_params(src + base, D, 1, levels, &params[2 * p], &params[2 * p + 1]);
+            float mn = float_from_half(params[2 * p]), inv = inverse(float_from_half(params[2 * p + 1]));
+            for (int32_t d = 0; d < D; d++) put_code(quants, bits, base + d, quantize(src[base + d], mn, inv, levels));
+        }
     }
 }
 
-static void q8_dequant_block_scalar(float *out, const uint8_t *blk, size_t k) {
-    // Copy the block out first: in place, the output overlaps this block's own input.
-    uint8_t q[32];
-    float d;
-    memcpy(&d, blk, 4);
-    memcpy(q, blk + 4, k);
-    for (size_t j = 0; j < k; j++) out[j] = (float)(int8_t)q[j] * d;
+void cs_kivi_decode_ref(float *dst, const uint8_t *src, uint16_t *params, int32_t bits, int32_t G, int32_t w, int32_t D) {
+    const int32_t tiles = w / 16, kg = key_groups_per_channel(w);
+    const size_t headFloats = (size_t)w * D;
+    memcpy(params, src, cs_kivi_param_bytes(G, w, D));
+    const uint8_t *quants = src + cs_kivi_param_bytes(G, w, D);
+    // In float-page order, each code read before its float is written (in-place safety, header).
+    for (int32_t g = 0; g < G; g++) {
+        for (int32_t t = 0; t < tiles; t++) {
+            const uint16_t *pk = params + 2 * ((size_t)(g * kg + t / CS_KIVI_KEY_TILES) * D);
+            for (int32_t d = 0; d < D; d++) {
+                float mn = float_from_half(pk[2 * d]), sc = float_from_half(pk[2 * d + 1]);
+                size_t base = g * headFloats + (size_t)t * 16 * D + (size_t)d * 16;
+                for (int32_t j = 0; j < 16; j++) dst[base + j] = mn + (float)get_code(quants, bits, base + j) * sc;
+            }
+        }
+    }
+    const uint16_t *pv = params + 2 * (size_t)G * kg * D;
+    for (int32_t g = 0; g < G; g++) {
+        for (int32_t t = 0; t < w; t++) {
+            float mn = float_from_half(pv[2 * ((size_t)g * w + t)]), sc = float_from_half(pv[2 * ((size_t)g * w + t) + 1]);
+            size_t base = ((size_t)G + g) * headFloats + (size_t)t * D;
+            for (int32_t d = 0; d < D; d++) dst[base + d] = mn + (float)get_code(quants, bits, base + d) * sc;
+        }
+    }
 }
 
 #ifdef CS_X86
-CS_AVX512 static void f32_to_q8_avx512(uint8_t *dst, const float *src, size_t full) {
-    const __m512 signless = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-    for (size_t b = 0; b < full; b++) {
-        const float *x = src + 32 * b;
-        uint8_t *o = dst + 36 * b;
-        __m512 a = _mm512_loadu_ps(x), c = _mm512_loadu_ps(x + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(a, signless), _mm512_and_ps(c, signless)));
-        float d = amax / 127.0f;
-        float id = amax > 0 ? 127.0f / amax : 0.0f;
-        memcpy(o, &d, 4);
-        __m512 vid = _mm512_set1_ps(id);
-        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));  // nearest even, like lrintf
-        __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, vid));
-        _mm_storeu_si128((__m128i *)(o + 4), _mm512_cvtsepi32_epi8(qa));
-        _mm_storeu_si128((__m128i *)(o + 20), _mm512_cvtsepi32_epi8(qc));
-    }
+// 16 codes starting at element i (i a multiple of 16) as floats.
+CS_AVX512 static inline __m512 codes16(const uint8_t *quants, int32_t bits, size_t i) {
+    if (bits == 8) return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(quants + i))));
+    // 8 bytes hold 16 nibbles: element 2k in the low nibble of byte k, 2k+1 in the high one.
+    __m128i b = _mm_loadl_epi64((const __m128i *)(quants + i / 2));
+    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    __m128i inter = _mm_unpacklo_epi8(lo, hi);  // lo0 hi0 lo1 hi1 ... = elements 0..15 in order
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(inter));
 }
 
-CS_AVX512 static void q8_to_f32_avx512(float *dst, const uint8_t *src, size_t full) {
-    for (size_t b = 0; b < full; b++) {
-        const uint8_t *blk = src + 36 * b;
-        // Load the whole block before storing its floats: in-place safe.
-        float d;
-        memcpy(&d, blk, 4);
-        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 4));
-        __m512 vd = _mm512_set1_ps(d);
-        __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
-        __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
-        _mm512_storeu_ps(dst + 32 * b, _mm512_mul_ps(lo, vd));
-        _mm512_storeu_ps(dst + 32 * b + 16, _mm512_mul_ps(hi, vd));
+// Same order of reads and writes as the reference (16 codes loaded before their 16 floats are
+// stored): in-place safe. The same float operations (code * scale, then + min; no FMA), so the
+// results are bit-identical.
+CS_AVX512 static void kivi_decode_avx512(float *dst, const uint8_t *src, uint16_t *params, int32_t bits, int32_t G, int32_t w, int32_t D) {
+    const int32_t tiles = w / 16, kg = key_groups_per_channel(w);
+    const size_t headFloats = (size_t)w * D;
+    memcpy(params, src, cs_kivi_param_bytes(G, w, D));
+    const uint8_t *quants = src + cs_kivi_param_bytes(G, w, D);
+    for (int32_t g = 0; g < G; g++) {
+        for (int32_t t = 0; t < tiles; t++) {
+            const uint16_t *pk = params + 2 * ((size_t)(g * kg + t / CS_KIVI_KEY_TILES) * D);
+            for (int32_t d = 0; d < D; d++) {
+                size_t base = g * headFloats + (size_t)t * 16 * D + (size_t)d * 16;
+                __m512 c = codes16(quants, bits, base);
+                __m512 v = _mm512_add_ps(_mm512_mul_ps(c, _mm512_set1_ps(float_from_half(pk[2 * d + 1]))),
+                                         _mm512_set1_ps(float_from_half(pk[2 * d])));
+                _mm512_storeu_ps(dst + base, v);
+            }
+        }
+    }
+    const uint16_t *pv = params + 2 * (size_t)G * kg * D;
+    for (int32_t g = 0; g < G; g++) {
+        for (int32_t t = 0; t < w; t++) {
+            const __m512 mn = _mm512_set1_ps(float_from_half(pv[2 * ((size_t)g * w + t)]));
+            const __m512 sc = _mm512_set1_ps(float_from_half(pv[2 * ((size_t)g * w + t) + 1]));
+            size_t base = ((size_t)G + g) * headFloats + (size_t)t * D;
+            int32_t d = 0;
+            for (; d + 16 <= D && (base + d) % 16 == 0; d += 16)
+                _mm512_storeu_ps(dst + base + d, _mm512_add_ps(_mm512_mul_ps(codes16(quants, bits, base + d), sc), mn));
+            for (; d < D; d++) dst[base + d] = float_from_half(pv[2 * ((size_t)g * w + t)]) +
+                                              (float)get_code(quants, bits, base + d) * float_from_half(pv[2 * ((size_t)g * w + t) + 1]);
+        }
     }
 }
 #endif
 
-void cs_f32_to_q8(uint8_t *dst, const float *src, size_t n) {
-    size_t full = n / 32, tail = n % 32;
-    size_t b = 0;
+void cs_kivi_decode(float *dst, const uint8_t *src, uint16_t *params, int32_t bits, int32_t G, int32_t w, int32_t D) {
 #ifdef CS_X86
     if (simd_level() == 2) {
-        f32_to_q8_avx512(dst, src, full);
-        b = full;
+        kivi_decode_avx512(dst, src, params, bits, G, w, D);
+        return;
     }
 #endif
-    for (; b < full; b++) q8_block_scalar(dst + 36 * b, src + 32 * b, 32);
-    if (tail) q8_block_scalar(dst + 36 * full, src + 32 * full, tail);
-}
-
-void cs_q8_to_f32(float *dst, const uint8_t *src, size_t n) {
-    size_t full = n / 32, tail = n % 32;
-    // The short tail block is read first: in place, the last full block's output can reach it.
-    uint8_t tailBlock[36];
-    if (tail) memcpy(tailBlock, src + 36 * full, 4 + tail);
-    size_t b = 0;
-#ifdef CS_X86
-    if (simd_level() == 2) {
-        q8_to_f32_avx512(dst, src, full);
-        b = full;
-    }
-#endif
-    for (; b < full; b++) q8_dequant_block_scalar(dst + 32 * b, src + 36 * b, 32);
-    if (tail) q8_dequant_block_scalar(dst + 32 * full, tailBlock, tail);
+    cs_kivi_decode_ref(dst, src, params, bits, G, w, D);
 }

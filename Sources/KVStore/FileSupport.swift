@@ -16,7 +16,7 @@ import CStoreSupport
 //    28  u32  chunkSize
 //    32  u32  floatsPerPage
 //    36  u32  featureFloatsPerChunk
-//    40  u32  precision      0 = f16, 1 = q8
+//    40  u32  precision      0 = f16, 1 = q8, 2 = q4
 //    44  u32  record bytes   bytes per chunk record (pagetable, tokens), per chunk (features), 0 (pages)
 //    48  u8[12] reserved     zero
 //    60  u32  CRC32C of bytes [0, 60)

@@ -1,16 +1,41 @@
+import CStoreSupport
+
 /// How the KV values of a page are stored on disk (before LZ4).
-public enum KVPrecision: UInt32, Sendable, CustomStringConvertible {
+public enum KVPrecision: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// IEEE half precision, round to nearest even; finite values beyond ±65504 saturate.
     /// Relative error ≤ 2⁻¹¹ in the normal range (|x| ≥ 6.1e-5), absolute error ≤ 2⁻²⁵ below it.
     case f16 = 0
-    /// 8-bit integers with one float32 scale per block of 32 values (scale = max|x| / 127).
-    /// Absolute error ≤ scale / 2 = max|block| / 254.
+    /// KIVI 8-bit (arXiv 2402.02750): asymmetric codes with a half-precision min and scale per key channel
+    /// over 64 tokens and per value token of each head (cstoresupport.h). Error ≤ scale / 2 = range / 510.
     case q8 = 1
+    /// KIVI 4-bit, the same groups: error ≤ scale / 2 = range / 30.
+    case q4 = 2
 
-    public var description: String { self == .f16 ? "f16" : "q8" }
+    /// The format of new stores, chosen by measurement (Docs/PERFORMANCE.md, "Quantized pages").
+    public static let `default`: KVPrecision = .q4
 
-    /// Encoded bytes of `floats` values.
-    public func encodedBytes(floats n: Int) -> Int { self == .f16 ? 2 * n : n + 4 * ((n + 31) / 32) }
+    public var description: String {
+        switch self {
+        case .f16: "f16"
+        case .q8: "q8"
+        case .q4: "q4"
+        }
+    }
+
+    /// The precision named `name` (f16, q8, q4), or nil.
+    public init?(name: String) {
+        guard let p = Self.allCases.first(where: { $0.description == name }) else { return nil }
+        self = p
+    }
+
+    /// Bits per code of the quantized formats; nil for f16.
+    var bits: Int32? {
+        switch self {
+        case .f16: nil
+        case .q8: 8
+        case .q4: 4
+        }
+    }
 }
 
 /// The numbers a store needs to lay out its files. The store knows nothing else about the model:
@@ -51,6 +76,19 @@ public struct StoreGeometry: Sendable, Equatable, CustomStringConvertible {
     /// Bytes of one decoded page (float32).
     public var pageBytes: Int { floatsPerPage * 4 }
 
+    /// Bytes of one page's encoding before LZ4 (cstoresupport.h); nil when a quantized precision is asked
+    /// of a page that is not the K/V layout its key and value groups follow (ChunkArchive.swift).
+    public var encodedPageBytes: Int? {
+        guard let bits = precision.bits else { return 2 * floatsPerPage }
+        // Checked products: the numbers may come from a damaged header.
+        guard chunkSize > 0, chunkSize % 16 == 0, kvHeads > 0, headDim > 0,
+              chunkSize <= Int(Int32.max), kvHeads <= Int(Int32.max), headDim <= Int(Int32.max) else { return nil }
+        let a = (2 * chunkSize).multipliedReportingOverflow(by: kvHeads)
+        let b = a.partialValue.multipliedReportingOverflow(by: headDim)
+        guard !a.overflow, !b.overflow, b.partialValue == floatsPerPage else { return nil }
+        return cs_kivi_bytes(bits, Int32(kvHeads), Int32(chunkSize), Int32(headDim))
+    }
+
     public var description: String {
         "\(layers) layers, \(kvHeads) KV heads, \(queryHeads) query heads, head dim \(headDim), chunk \(chunkSize) tokens, "
             + "\(floatsPerPage) floats/page (\(precision)), \(featureFloatsPerChunk) feature floats/chunk"
@@ -69,6 +107,10 @@ public struct StoreGeometry: Sendable, Equatable, CustomStringConvertible {
         }
         guard featureFloatsPerChunk >= 0, featureFloatsPerChunk <= Int(UInt32.max) / 4 else {
             throw StoreError.invalidArgument("geometry featureFloatsPerChunk = \(featureFloatsPerChunk) is out of range")
+        }
+        guard encodedPageBytes != nil else {
+            throw StoreError.invalidArgument("geometry: \(precision) pages need the K/V page layout (chunk size a multiple of 16, "
+                                             + "floatsPerPage = 2 × chunk × kvHeads × headDim), got \(floatsPerPage) floats/page")
         }
     }
 

@@ -26,7 +26,7 @@ import Darwin
 //   112  u32    chunkSize
 //   116  u32    floatsPerPage
 //   120  u32    featureFloatsPerChunk
-//   124  u32    precision (0 = f16, 1 = q8)
+//   124  u32    precision (0 = f16, 1 = q8, 2 = q4)
 //   128  u64    committed chunks                        (< 2^63)
 //   136  u64    committed tokens                        (< 2^63)
 //   144  u64    source bytes consumed (end of the last committed chunk's byte range; < 2^63)
@@ -200,7 +200,7 @@ enum HeaderFile {
             throw bad("blob length", 168, "\(total - headerFixedBytes - 4)", "\(blobBytes)")
         }
         guard let precision = KVPrecision(rawValue: load32(p, 124)) else {
-            throw bad("precision", 124, "0 (f16) or 1 (q8)", "\(load32(p, 124))")
+            throw bad("precision", 124, "0 (f16), 1 (q8) or 2 (q4)", "\(load32(p, 124))")
         }
         // Geometry: every number 1 ... 2^30 (features may be 0), so that products of two of them fit.
         let names = ["layers", "kvHeads", "queryHeads", "headDim", "chunkSize", "floatsPerPage", "featureFloatsPerChunk"]
@@ -213,6 +213,10 @@ enum HeaderFile {
         }
         let g = StoreGeometry(layers: g32[0], kvHeads: g32[1], queryHeads: g32[2], headDim: g32[3], chunkSize: g32[4],
                               floatsPerPage: g32[5], featureFloatsPerChunk: g32[6], precision: precision)
+        // Quantized pages exist only for the K/V page layout: refused here, not at the first page read.
+        guard g.encodedPageBytes != nil else {
+            throw bad("floatsPerPage", 116, "2 × chunkSize × kvHeads × headDim with chunkSize a multiple of 16 for \(precision) pages", "\(g.floatsPerPage)")
+        }
         // u64 counts: below 2^63, so they fit an Int.
         func count(_ o: Int, _ what: String) throws -> Int {
             let x = load64(p, o)

@@ -16,20 +16,23 @@ import CStoreSupport
 //     8  u32  layer
 //    12  u32  tokens in the chunk (≤ chunkSize; the page always holds floatsPerPage floats, zero-padded)
 //    16  u8   codec: 0 = raw bytes stored as is, 1 = LZ4 block
-//    17  u8   precision: 0 = f16, 1 = q8
+//    17  u8   precision: 0 = f16, 1 = q8, 2 = q4 (the store's, repeated)
 //    18  u16  reserved (0)
 //    20  u32  raw bytes: the encoded page before LZ4
-//               f16: floatsPerPage × u16
-//               q8:  per block of 32 floats (the last may be shorter): f32 scale, i8 × count
+//               f16:    floatsPerPage × u16
+//               q8, q4: KIVI (arXiv 2402.02750): a plane of half {min, scale} pairs per key channel over
+//                       64 tokens and per value token, then a plane of 8- or 4-bit codes in the float
+//                       page's order (cstoresupport.h)
 //    24  u32  stored bytes (that follow this header)
 //    28  u32  CRC32C of the stored bytes
 //    32  u32  reserved (0)
 //    36  u32  CRC32C of bytes [0, 36) of this page header
 //    40  u8[stored bytes]
 //
-// Codec 0 is used when LZ4 would not make the page smaller (near-random KV values): the reader then
-// skips the decompression. The page table (PageTableFile.swift) holds every page's offset, stored size
-// and data CRC as well, so a damaged page header is still found and named.
+// Codec 0 is used when LZ4 would not make the page smaller: the reader then skips the decompression.
+// On real K/V LZ4 gains 1-2.5% on f16, q8 and q4 pages alike (Docs/PERFORMANCE.md "Quantized pages"),
+// much more on the zero padding of a partial chunk. The page table (PageTableFile.swift) holds every
+// page's offset, stored size and data CRC as well, so a damaged page header is still found and named.
 
 let pagesMagic = magic("LHPG")
 let pageMagic = magic("PAGE")
@@ -91,10 +94,15 @@ final class PageEncoder {
     private let outCapacity: Int
     private let state: UnsafeMutableRawPointer
 
-    init(floats: Int, precision: KVPrecision) {
-        self.floats = floats
-        self.precision = precision
-        rawBytes = precision.encodedBytes(floats: floats)
+    private let geometry: StoreGeometry
+
+    /// An encoder for pages of `geometry`; throws when its precision has no encoding of such pages.
+    init(geometry g: StoreGeometry) throws {
+        guard let bytes = g.encodedPageBytes else { throw StoreError.invalidArgument("no \(g.precision) encoding of pages of \(g)") }
+        geometry = g
+        floats = g.floatsPerPage
+        precision = g.precision
+        rawBytes = bytes
         raw = .allocate(byteCount: rawBytes, alignment: 64)
         outCapacity = pageHeaderBytes + max(rawBytes, Int(LZ4_compressBound(Int32(rawBytes))))
         out = .allocate(byteCount: outCapacity, alignment: 64)
@@ -110,9 +118,11 @@ final class PageEncoder {
     /// Encodes one page; the returned bytes (header + stored) are valid until the next call.
     func encode(_ src: UnsafePointer<Float>, chunk: Int, layer: Int, tokens: Int)
         -> (bytes: UnsafeRawBufferPointer, storedBytes: Int, dataCRC: UInt32) {
-        switch precision {
-        case .f16: cs_f32_to_f16(raw.assumingMemoryBound(to: UInt16.self), src, floats)
-        case .q8: cs_f32_to_q8(raw.assumingMemoryBound(to: UInt8.self), src, floats)
+        if let bits = precision.bits {
+            cs_kivi_encode(raw.assumingMemoryBound(to: UInt8.self), src, bits, Int32(geometry.kvHeads), Int32(geometry.chunkSize),
+                           Int32(geometry.headDim))
+        } else {
+            cs_f32_to_f16(raw.assumingMemoryBound(to: UInt16.self), src, floats)
         }
         let dst = out + pageHeaderBytes
         let n = Int(LZ4_compress_fast_extState(state, raw.assumingMemoryBound(to: CChar.self),
@@ -164,7 +174,7 @@ enum PageDecoder {
     static func read(file: StoreFile, offset: Int, end: Int, chunk: Int, layer: Int, expectedStored: Int, expectedCRC: UInt32,
                      tokens: Int?, geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutablePointer<Float>) throws {
         try checkPlacement(offset: offset, end: end, path: file.path, chunk: chunk, layer: layer, expectedStored: expectedStored, geometry: g)
-        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        let rawBytes = try encodedBytes(g, path: file.path)
         // The encoder stores a page raw exactly when LZ4 would not make it smaller (stored == raw).
         let rawPage = expectedStored == rawBytes
         let data = UnsafeMutableRawPointer(dst) + (rawPage ? 4 * g.floatsPerPage - rawBytes : 0)
@@ -206,7 +216,7 @@ enum PageDecoder {
     /// below overflow.
     private static func checkPlacement(offset: Int, end: Int, path: String, chunk: Int, layer: Int, expectedStored: Int,
                                        geometry g: StoreGeometry) throws {
-        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        let rawBytes = try encodedBytes(g, path: path)
         guard expectedStored > 0, expectedStored <= rawBytes else {
             throw StoreError.inconsistent(path: path, what: "stored size in the page table entry of chunk \(chunk) layer \(layer)", offset: offset,
                                           expected: "1...\(rawBytes) bytes (the page's raw size)", found: "\(expectedStored)")
@@ -229,7 +239,7 @@ enum PageDecoder {
             }
             throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset, expected: hStored, found: hComputed)
         }
-        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        let rawBytes = try encodedBytes(g, path: path)
         func mismatch(_ what: String, _ e: String, _ f: String) -> StoreError {
             .inconsistent(path: path, what: "\(what) in page header of chunk \(chunk) layer \(layer)", offset: offset, expected: e, found: f)
         }
@@ -248,7 +258,7 @@ enum PageDecoder {
     /// may lie inside `dst`: at its tail (a raw page, converted in place) or below it (an LZ4 page).
     private static func decodeData(_ h: PageHeader, _ data: UnsafeRawPointer, offset: Int, path: String, chunk: Int, layer: Int,
                                    geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutablePointer<Float>) throws {
-        let rawBytes = g.precision.encodedBytes(floats: g.floatsPerPage)
+        let rawBytes = try encodedBytes(g, path: path)
         let crc = checkData ? crc32c(data, h.storedBytes) : h.dataCRC
         guard crc == h.dataCRC else {
             throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset + pageHeaderBytes,
@@ -268,9 +278,35 @@ enum PageDecoder {
         } else {
             src = data
         }
-        switch g.precision {
-        case .f16: cs_f16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), n)
-        case .q8: cs_q8_to_f32(dst, src.assumingMemoryBound(to: UInt8.self), n)
+        if let bits = g.precision.bits {
+            // The parameter plane is copied out first: in place, the floats overwrite it (cstoresupport.h).
+            let (G, w, D) = (Int32(g.kvHeads), Int32(g.chunkSize), Int32(g.headDim))
+            withUnsafeTemporaryAllocation(byteCount: cs_kivi_param_bytes(G, w, D), alignment: 16) { params in
+                cs_kivi_decode(dst, src.assumingMemoryBound(to: UInt8.self), params.baseAddress!.assumingMemoryBound(to: UInt16.self),
+                               bits, G, w, D)
+            }
+        } else {
+            cs_f16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), n)
         }
     }
+
+    /// The page's encoded size, or the error naming the geometry that has none (a damaged header).
+    private static func encodedBytes(_ g: StoreGeometry, path: String) throws -> Int {
+        guard let bytes = g.encodedPageBytes else {
+            throw StoreError.inconsistent(path: path, what: "header geometry of \(g.precision) pages", offset: 0,
+                                          expected: "floatsPerPage = 2 × chunkSize × kvHeads × headDim, chunkSize a multiple of 16",
+                                          found: "\(g.floatsPerPage) floats/page, chunk \(g.chunkSize), \(g.kvHeads) KV heads, head dim \(g.headDim)")
+        }
+        return bytes
+    }
+}
+
+/// Bytes of the LZ4 block of `n` bytes at `p` (acceleration 1, as the encoder), or `n` when LZ4 does not
+/// make them smaller: for measurements of what LZ4 gains on parts of a page (Docs/PERFORMANCE.md).
+func lz4StoredSize(_ p: UnsafeRawPointer, _ n: Int) -> Int {
+    let bound = Int(LZ4_compressBound(Int32(n)))
+    let dst = UnsafeMutablePointer<CChar>.allocate(capacity: bound)
+    defer { dst.deallocate() }
+    let got = Int(LZ4_compress_default(p.assumingMemoryBound(to: CChar.self), dst, Int32(n), Int32(bound)))
+    return got > 0 && got < n ? got : n
 }

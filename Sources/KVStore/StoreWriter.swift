@@ -92,7 +92,7 @@ public final class StoreWriter {
         self.core = core
         self.faults = faults
         self.dirFD = dirFD
-        encoder = PageEncoder(floats: h.geometry.floatsPerPage, precision: h.geometry.precision)
+        encoder = try PageEncoder(geometry: h.geometry)
         committed = h
         chunks = h.chunkCount
         tokens = h.tokenCount

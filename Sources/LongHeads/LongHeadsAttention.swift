@@ -315,7 +315,7 @@ public final class LongHeadsAttention: Attention {
             if l == L - 1 {
                 let pages = (0..<L).map { UnsafeBufferPointer(start: ringPage(layer: $0, chunk: c), count: layout.floatsPerPage) }
                 try archive.append(pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: summary.floatsPerChunk))
-                // Keep the chunk in the ring as the archive stores it (f16 or q8 on disk), not as computed:
+                // Keep the chunk in the ring as the archive stores it (f16, q8 or q4 on disk), not as computed:
                 // an attention built over the archive later (a resumed ingest, `ask`) loads exactly this, so
                 // an interrupted and resumed ingest continues exactly as an uninterrupted one.
                 for layer in 0..<L {

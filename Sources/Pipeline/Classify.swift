@@ -143,7 +143,7 @@ public final class YesNoClassifier {
             "longheads-filter-\(getpid())-\(texts)-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (session, long) = try pipeline.run(prompt: prefix + body, questionStart: questionAfterText ? prefix.count + textIDs.count : nil,
-                                               storeAt: dir, modelFile: pipeline.model.file, parameters: parameters, precision: .f16, chat: chat)
+                                               storeAt: dir, modelFile: pipeline.model.file, parameters: parameters, precision: .default, chat: chat)
         lastSharedChunks = session.attention.sharedChunks
         let p = yesProbability(long)
         withExtendedLifetime(session) {}

@@ -90,7 +90,7 @@ struct Ask: ParsableCommand {
                 let parameters = LongHeadsParameters(chunkSize: chunk, attentionLength: attention,
                                                      policy: policy.flatMap(SelectionPolicy.init(rawValue:)) ?? .default)
                 let info = try pipeline.ingest(source: source, to: dir, modelFile: model.file, parameters: parameters,
-                                               precision: .f16, chat: !raw, progress: { p in
+                                               precision: .default, chat: !raw, progress: { p in
                     let now = clock.now
                     if verbose, (now - last).seconds > 2 || p.done {
                         last = now

@@ -262,7 +262,9 @@ struct NiahLongHeadsOptions: ParsableArguments {
     var policy: String = SelectionPolicy.default.rawValue
     @Option(name: .long, help: "Policy that ingests the haystacks (default: the first of --policy, quest for oracle).")
     var ingestPolicy: String?
-    @Option(name: .long, help: "KV precision in the store: f16 or q8.") var precision: String = "f16"
+    @Option(name: [.customLong("kv"), .customLong("precision")],
+            help: "KV format of a new store: f16, q8 or q4 (KIVI 8/4-bit; default \(KVPrecision.default)). --precision is an alias.")
+    var precision: String = KVPrecision.default.description
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
 
     static let oracle = "oracle"
@@ -291,7 +293,7 @@ struct NiahLongHeadsOptions: ParsableArguments {
         parameters(name).description + (name == Self.oracle ? " oracle=needle" : name == Self.needleChunk ? " read=needle-chunk" : "")
     }
 
-    var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
+    var kvPrecision: KVPrecision { KVPrecision(name: precision) ?? .default }
 
     func validate() throws {
         for name in policies + (ingestPolicy.map { [$0] } ?? []) where !Self.policyNames.contains(name) {
@@ -302,7 +304,7 @@ struct NiahLongHeadsOptions: ParsableArguments {
         try checkOption("attention", attention, Limits.attention)
         if let selectiveFrom { try checkOption("selective-from", selectiveFrom, Limits.attention) }
         if let p = ingestParameters.problem { throw ValidationError(p) }
-        guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
+        guard KVPrecision(name: precision) != nil else { throw ValidationError("--kv must be f16, q8 or q4, not '\(precision)'") }
         try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
     }
 }

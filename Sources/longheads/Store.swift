@@ -13,7 +13,9 @@ struct LongHeadsOptions: ParsableArguments {
     @Option(name: .long, help: "Plain causal attention below this many tokens (default: the attention length).") var selectiveFrom: Int?
     @Option(name: .long, help: "How heads rank chunks: quest-lexical (default: quest, plus the chunk a question retrieves shared by all heads), quest, quest-sub, quest-exact (experimental) or paper (Docs/SELECTION.md).")
     var policy: String = SelectionPolicy.default.rawValue
-    @Option(name: .long, help: "KV precision in the store: f16 or q8.") var precision: String = "f16"
+    @Option(name: [.customLong("kv"), .customLong("precision")],
+            help: "KV format of a new store: f16, q8 or q4 (KIVI 8/4-bit; default \(KVPrecision.default)). --precision is an alias.")
+    var precision: String = KVPrecision.default.description
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
 
     var parameters: LongHeadsParameters {
@@ -21,7 +23,7 @@ struct LongHeadsOptions: ParsableArguments {
                             policy: SelectionPolicy(rawValue: policy) ?? .default)
     }
 
-    var kvPrecision: KVPrecision { precision == "q8" ? .q8 : .f16 }
+    var kvPrecision: KVPrecision { KVPrecision(name: precision) ?? .default }
 
     func validate() throws {
         try checkOption("chunk", chunk, Limits.chunk)
@@ -31,7 +33,7 @@ struct LongHeadsOptions: ParsableArguments {
         guard SelectionPolicy(rawValue: policy) != nil else {
             throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard precision == "f16" || precision == "q8" else { throw ValidationError("--precision must be f16 or q8") }
+        guard KVPrecision(name: precision) != nil else { throw ValidationError("--kv must be f16, q8 or q4, not '\(precision)'") }
         try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
     }
 }
@@ -95,7 +97,7 @@ struct Ingest: ParsableCommand {
                 let o: [String: Any] = [
                     "store": store, "tokens": info.tokens, "seconds": s, "tokens_per_second": Double(computedTokens) / max(s, 1e-9),
                     "peak_rss_bytes": peakRSSBytes(), "parameters": info.parameters.description,
-                    "precision": summary.precision == .q8 ? "q8" : "f16",
+                    "precision": summary.precision.description,
                     "source_bytes": info.sourceBytes, "chunks": summary.resumedChunks + summary.computedChunks,
                     "resumed_chunks": summary.resumedChunks, "computed_chunks": summary.computedChunks,
                 ]

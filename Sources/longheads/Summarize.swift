@@ -124,7 +124,7 @@ struct Summarize: ParsableCommand {
             let t0 = clock.now
             var last = t0
             let info = try pipeline.ingest(source: source, to: dir, modelFile: pipeline.model.file, parameters: parameters,
-                                           precision: .f16, chat: true, progress: { p in
+                                           precision: .default, chat: true, progress: { p in
                 let now = clock.now
                 if verbose, (now - last).seconds > 5 || p.done {
                     last = now
@@ -162,7 +162,7 @@ struct Summarize: ParsableCommand {
         }
         try withTemporaryStore("summarize") { dir in
             let (session, logits) = try pipeline.run(prompt: ids, storeAt: dir, modelFile: pipeline.model.file,
-                                                     parameters: parameters, precision: .f16, chat: true)
+                                                     parameters: parameters, precision: .default, chat: true)
             _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling, onText: onText)
         }
     }

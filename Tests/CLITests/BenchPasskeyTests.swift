@@ -5,6 +5,7 @@ import Tokenization
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import KVStore
 import LongHeads
 import TestSupport
 import Testing
@@ -182,7 +183,7 @@ private func occurrences(of needle: String, in s: String) -> Int { s.components(
                       "mean_selection_recall_misses", "depths"] {
                 #expect(s[k] != nil, "summary lacks \(k)")
             }
-            #expect(s["chunk"] as? Int == 64 && s["attention"] as? Int == 192 && s["precision"] as? String == "f16")
+            #expect(s["chunk"] as? Int == 64 && s["attention"] as? Int == 192 && s["precision"] as? String == KVPrecision.default.description)
             #expect((s["peak_rss_bytes"] as! Int) > 0 && (s["mean_seconds_per_trial"] as! Double) > 0)
         }
         #expect(summaries.map { $0["length"] as! Int } == [512, 640])

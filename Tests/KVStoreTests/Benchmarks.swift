@@ -51,7 +51,7 @@ struct StoreBenchmarks {
         print("KV store benchmark: \(Self.g)\ndata: \(source)")
         let features = [Float](repeating: 0.5, count: Self.g.featureFloatsPerChunk)
         let payload = Double(chunks * Self.g.layers * Self.g.pageBytes)
-        for precision in [KVPrecision.f16, .q8] {
+        for precision in KVPrecision.allCases {
             var g = Self.g
             g.precision = precision
             let dir = makeTempDir("bench")
@@ -75,7 +75,7 @@ struct StoreBenchmarks {
             try w.close()
             let r = try StoreReader.open(at: dir + "/s")
             let stored = Double(r.header.pagesBytes - dataFileHeaderBytes - r.chunkCount * g.layers * pageHeaderBytes)
-            let raw = Double(r.chunkCount * g.layers * precision.encodedBytes(floats: g.floatsPerPage))
+            let raw = Double(r.chunkCount * g.layers * g.encodedPageBytes!)
             print(String(format: "[%@] append: %.0f MB/s of float payload (%.2f ms per page); commit after 16 chunks: %.1f ms; "
                          + "commit of 1 chunk: median %.1f ms",
                          precision.description, payload / tAppend / 1e6, tAppend / Double(chunks * g.layers) * 1e3, tCommit * 1e3,

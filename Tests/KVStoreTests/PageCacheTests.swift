@@ -110,7 +110,7 @@ struct PageCacheTests {
         // The pinned old page is untouched; a new request decodes the new chunk.
         #expect(Array(UnsafeBufferPointer(start: pinned, count: g.floatsPerPage)) == before)
         try cache.withPage(chunk: 2, layer: 0) { p in
-            expectClose(replacement.pages[0], p, precision: g.precision)
+            expectClose(replacement.pages[0], p, geometry: g)
         }
         cache.release(pinned)
         #expect(cache.statistics.pinnedBytes == 0)

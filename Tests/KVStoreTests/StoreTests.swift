@@ -8,7 +8,7 @@ import Glibc
 
 @Suite("KV store: round trips, API")
 struct StoreRoundTripTests {
-    @Test(arguments: [KVPrecision.f16, .q8])
+    @Test(arguments: KVPrecision.allCases)
     func roundTripWithinBounds(precision: KVPrecision) throws {
         let dir = makeTempDir()
         defer { cleanup(dir) }
@@ -269,7 +269,7 @@ struct StoreCorruptionTests {
         close(fd)
     }
 
-    @Test(arguments: [KVPrecision.f16, .q8])
+    @Test(arguments: KVPrecision.allCases)
     func flippedByteAnywhereIsDetected(precision: KVPrecision) throws {
         let dir = makeTempDir()
         defer { cleanup(dir) }

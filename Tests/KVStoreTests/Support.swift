@@ -91,28 +91,59 @@ struct ChunkData {
     }
 }
 
-/// The error bound of one decoded value.
-func withinBound(_ x: Float, _ y: Float, precision: KVPrecision, blockMax: Float) -> Bool {
-    switch precision {
-    case .f16: return abs(x - y) <= max(abs(x) * 0.000_488_3, 3e-8)  // 2^-11 relative, 2^-25 absolute
-    case .q8: return abs(x - y) <= blockMax / 254 * 1.0001 + 1e-12
+/// The KIVI group of every float of a page (cstoresupport.h), computed independently of the codec:
+/// keys [G][w/16][D][16] grouped per (head, channel, 4 tiles), values [G][w][D] per (head, token).
+func kiviGroups(_ g: StoreGeometry) -> [Int] {
+    let (G, w, D) = (g.kvHeads, g.chunkSize, g.headDim)
+    let tiles = w / 16, kg = (tiles + 3) / 4
+    var out = [Int](repeating: -1, count: g.floatsPerPage)
+    for h in 0..<G {
+        for t in 0..<tiles {
+            for d in 0..<D {
+                for j in 0..<16 { out[h * w * D + t * 16 * D + d * 16 + j] = (h * kg + t / 4) * D + d }
+            }
+        }
     }
+    let keyGroups = G * kg * D
+    for h in 0..<G {
+        for t in 0..<w {
+            for d in 0..<D { out[(G + h) * w * D + t * D + d] = keyGroups + h * w + t }
+        }
+    }
+    return out
+}
+
+/// The largest error the KIVI codec may make on a group whose values span [lo, hi] with `bits`-bit codes:
+/// half a step, where the stored min is rounded down and the step up to halves (one half ulp each,
+/// ≤ 2⁻¹⁰ relative or 2⁻²⁴ absolute), plus float rounding of min + code × scale.
+func kiviBound(lo: Float, hi: Float, bits: Int) -> Float {
+    let levels = Float((1 << bits) - 1)
+    let minSlack = abs(lo) * 0x1p-10 + 0x1p-24
+    let step = ((hi - lo + minSlack) / levels) * (1 + 0x1p-9) + 0x1p-24
+    return step / 2 + max(abs(lo), abs(hi)) * 0x1p-22 + 1e-12
 }
 
 /// Checks a decoded page against the original within the precision's bound.
-func expectClose(_ original: [Float], _ decoded: UnsafeBufferPointer<Float>, precision: KVPrecision,
+func expectClose(_ original: [Float], _ decoded: UnsafeBufferPointer<Float>, geometry g: StoreGeometry,
                  sourceLocation: SourceLocation = #_sourceLocation) {
     var bad = 0
     var firstBad = -1
-    for b in stride(from: 0, to: original.count, by: 32) {
-        let end = min(b + 32, original.count)
-        let m = original[b..<end].map(abs).max() ?? 0
-        for i in b..<end where !withinBound(original[i], decoded[i], precision: precision, blockMax: m) {
+    if let bits = g.precision.bits {
+        let groups = kiviGroups(g)
+        let count = groups.max()! + 1
+        var lo = [Float](repeating: .infinity, count: count), hi = [Float](repeating: -.infinity, count: count)
+        for (i, x) in original.enumerated() { lo[groups[i]] = min(lo[groups[i]], x); hi[groups[i]] = max(hi[groups[i]], x) }
+        for (i, x) in original.enumerated() where abs(x - decoded[i]) > kiviBound(lo: lo[groups[i]], hi: hi[groups[i]], bits: Int(bits)) {
+            bad += 1
+            if firstBad < 0 { firstBad = i }
+        }
+    } else {
+        for (i, x) in original.enumerated() where abs(x - decoded[i]) > max(abs(x) * 0.000_488_3, 3e-8) {  // 2^-11 relative, 2^-25 absolute
             bad += 1
             if firstBad < 0 { firstBad = i }
         }
     }
-    #expect(bad == 0, "\(bad) values outside the \(precision) bound, first at \(firstBad): \(firstBad >= 0 ? "\(original[firstBad]) → \(decoded[firstBad])" : "")",
+    #expect(bad == 0, "\(bad) values outside the \(g.precision) bound, first at \(firstBad): \(firstBad >= 0 ? "\(original[firstBad]) → \(decoded[firstBad])" : "")",
             sourceLocation: sourceLocation)
 }
 
@@ -165,7 +196,7 @@ func expectStore(_ reader: StoreReader, equals chunks: [ChunkData], sourceLocati
             #expect(Array(UnsafeBufferPointer(start: row[0], count: rowFloats)) == Array(chunk.features[(l * rowFloats)..<((l + 1) * rowFloats)]),
                     "feature row of chunk \(c) layer \(l)", sourceLocation: sourceLocation)
             let page = try readAll(reader, chunk: c, layer: l)
-            page.withUnsafeBufferPointer { expectClose(chunk.pages[l], $0, precision: g.precision, sourceLocation: sourceLocation) }
+            page.withUnsafeBufferPointer { expectClose(chunk.pages[l], $0, geometry: g, sourceLocation: sourceLocation) }
         }
     }
 }

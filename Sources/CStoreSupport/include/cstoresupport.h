@@ -1,6 +1,7 @@
-// CStoreSupport: the few hot loops of the KV store that want SIMD: CRC-32C, float32 <-> float16 and
-// float32 <-> q8 (8-bit, one float32 scale per block of 32 values). SSE4.2 / F16C / AVX-512 paths are
-// chosen at run time from the CPU features, with portable scalar fallbacks.
+// CStoreSupport: the few hot loops of the KV store that want SIMD: CRC-32C, float32 <-> float16, and
+// the KIVI-style q8/q4 page codec (keys per channel, values per token; arXiv 2402.02750).
+// SSE4.2 / F16C / AVX-512 paths are chosen at run time from the CPU features, with portable scalar
+// fallbacks.
 #ifndef CSTORESUPPORT_H
 #define CSTORESUPPORT_H
 
@@ -23,17 +24,48 @@ void cs_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 /// buffer: src == (const uint16_t *)dst + n (the store decodes pages without a scratch buffer).
 void cs_f16_to_f32(float *dst, const uint16_t *src, size_t n);
 
-/// Bytes of `n` values in q8: for each block of 32 values (the last may be shorter) a float32 scale
-/// followed by the block's int8 values.
-size_t cs_q8_bytes(size_t n);
+// ---------------------------------------------------------------------------------------------
+// KIVI page codec (Liu et al. 2024, "KIVI: a tuning-free asymmetric 2bit quantization for KV cache",
+// arXiv 2402.02750, section 3): asymmetric (min + scale) quantization to `bits` = 8 or 4 bits, keys
+// grouped per channel (their outliers live in fixed channels), values per token.
+//
+// The float page it encodes is one chunk of `w` tokens (w a multiple of 16) for `G` KV heads of
+// dimension `D` (ChunkArchive.swift):
+//     keys   [G][w/16][D][16]   (16-key tiles: a channel's 16 tokens are contiguous)
+//     values [G][w][D]
+// Groups: a key group is one channel over CS_KIVI_KEY_TILES tiles (64 tokens; the last group of a
+// chunk may hold fewer tiles), a value group is one token's D values of one head.
+// Encoded page: a parameter plane, then a quant plane:
+//     params  u16 pairs {min, scale} (IEEE half): key groups [G][ceil(tiles/4)][D], then value
+//             groups [G][w]
+//     quants  one code per float in the float page's order; q8: a byte each; q4: two per byte,
+//             element 2i in the low nibble of byte i, 2i+1 in the high one
+// Decoded value = min + code * scale (float arithmetic). The encoder rounds min down and scale up to
+// halves before it quantizes against them, so every value of a group lies in
+// [min, min + (2^bits - 1) * scale] and its error is at most scale / 2 (plus float rounding).
+#define CS_KIVI_KEY_TILES 4
 
-/// Quantizes `n` floats to q8 (layout of cs_q8_bytes): scale = max|x| / 127, q = round(x / scale).
-/// Error per value <= scale / 2. `dst` must not overlap `src`.
-void cs_f32_to_q8(uint8_t *dst, const float *src, size_t n);
+/// Bytes of the parameter plane of a page.
+size_t cs_kivi_param_bytes(int32_t G, int32_t w, int32_t D);
+/// Bytes of an encoded page (params + quants).
+size_t cs_kivi_bytes(int32_t bits, int32_t G, int32_t w, int32_t D);
 
-/// Dequantizes q8 back to floats. In-place safe when the q8 bytes end where the float buffer ends:
-/// src == (const uint8_t *)dst + 4 * n - cs_q8_bytes(n).
-void cs_q8_to_f32(float *dst, const uint8_t *src, size_t n);
+/// Encodes a float page (layout above). Non-finite inputs are treated as 0. `dst` must not overlap
+/// `src`. Plain scalar code: the reference.
+void cs_kivi_encode(uint8_t *dst, const float *src, int32_t bits, int32_t G, int32_t w, int32_t D);
+
+/// Decodes an encoded page into floats. `params` receives a copy of the parameter plane first
+/// (cs_kivi_param_bytes bytes, 2-byte aligned, not overlapping `dst`), which makes the decode in-place
+/// safe when the encoded bytes end where the float buffer ends:
+/// src == (const uint8_t *)dst + 4 * n - cs_kivi_bytes(...), n = 2 * G * w * D (the quant plane then
+/// lies at or past the floats being written). Uses the SIMD path when available.
+void cs_kivi_decode(float *dst, const uint8_t *src, uint16_t *params, int32_t bits, int32_t G, int32_t w, int32_t D);
+/// The plain scalar decode, same contract: the reference the SIMD path is tested against.
+void cs_kivi_decode_ref(float *dst, const uint8_t *src, uint16_t *params, int32_t bits, int32_t G, int32_t w, int32_t D);
+
+/// IEEE half <-> float for one value (round to nearest even), for tests and reports.
+uint16_t cs_half(float x);
+float cs_float(uint16_t h);
 
 /// 0 = portable scalar code, 1 = SSE4.2/F16C, 2 = AVX-512 (for reports and tests).
 int cs_simd_level(void);
