@@ -18,6 +18,8 @@
 #   /tmp/venv-ref/bin/python Scripts/reference-logits.py "$(longheads model path qwen2.5-coder-0.5b)" \
 #       Tests/ModelTests/Fixtures/qwen2
 # writes Tests/ModelTests/Fixtures/qwen2-logits.jsonl and qwen2-greedy.jsonl. Logs go to stderr.
+# An optional third argument sets the greedy steps (default 32); 0 writes only the logits file (the greedy
+# loop re-runs the whole sequence per step and is most of the time).
 import json, math, os, sys
 
 import gguf
@@ -53,9 +55,10 @@ def dequantized(reader, name):
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: reference-logits.py MODEL.gguf OUT_PREFIX")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: reference-logits.py MODEL.gguf OUT_PREFIX [GREEDY_STEPS]")
     path, prefix = sys.argv[1], sys.argv[2]
+    steps = int(sys.argv[3]) if len(sys.argv) == 4 else GREEDY_STEPS
     d, f = os.path.split(os.path.abspath(path))
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -78,7 +81,7 @@ def main():
     log("output matrix: " + ("output.weight" if "output.weight" in names else "token_embd.weight (tied)"))
 
     specials = {tok.convert_tokens_to_ids(s) for s in ("<|im_end|>", "<|endoftext|>")} | {tok.eos_token_id}
-    with open(prefix + "-logits.jsonl", "w") as lf, open(prefix + "-greedy.jsonl", "w") as gf:
+    with open(prefix + "-logits.jsonl", "w") as lf, open(prefix + "-greedy.jsonl" if steps else os.devnull, "w") as gf:
         for name, text, chat in TEXTS:
             row = {"name": name}
             if chat:
@@ -98,12 +101,13 @@ def main():
             top = torch.topk(logits, 5, dim=-1)
             top5 = [[[int(j), round(float(v), 4)] for j, v in zip(top.indices[i], top.values[i])] for i in range(len(ids))]
             lf.write(json.dumps({**row, "mean_nll": round(nll, 6), "top5": top5}, ensure_ascii=False) + "\n")
+            lf.flush()
 
             # Greedy: recompute the whole sequence each step (no KV cache), so each step is the same float32
             # forward pass as above (only the last row through the output matrix); stop after
             # <|im_end|>/<|endoftext|>, kept in greedy_ids as shared/ does.
             seq, out, gaps = list(ids), [], []
-            for _ in range(GREEDY_STEPS):
+            for _ in range(steps):
                 with torch.no_grad():
                     last = model(torch.tensor([seq]), logits_to_keep=1).logits[0, -1].float()
                 v, j = torch.topk(last, 2)
