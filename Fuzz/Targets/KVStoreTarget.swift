@@ -65,7 +65,7 @@ nonisolated(unsafe) private var templates: [[[UInt8]]] = fuzzGeometry.enumerated
         }
         let features = (0..<g.featureFloatsPerChunk).map { Float($0 % 5) }
         features.withUnsafeBufferPointer { f in
-            try! w.append(ChunkRecord(tokens: (0..<n).map { Int32(c * 10 + $0) }, byteRange: UInt64(c * 16)..<UInt64(c * 16 + n * 4),
+            try! w.append(ChunkRecord(tokens: (0..<n).map { Int32(c * 10 + $0) }, byteRange: UInt64(c * 4 * g.chunkSize)..<UInt64(c * 4 * g.chunkSize + n * 4),
                                       pages: pages, features: f))
         }
         for p in pages { p.deallocate() }

@@ -50,7 +50,7 @@ private func writeWhole(_ path: String, _ bytes: [UInt8]) {
 /// The files of a valid store of each precision.
 nonisolated(unsafe) private var templates: [[[UInt8]]] = fuzzGeometry.enumerated().map { i, g in
     let dir = fuzzTempDir("template\(i)")
-    for f in fuzzFiles + ["header.tmp", "lock"] { unlink(dir + "/" + f) }
+    for f in fuzzFiles + ["header.tmp", "header.new", "lock"] { unlink(dir + "/" + f) }
     rmdir(dir)
     let w = try! StoreWriter.create(at: dir, geometry: g, modelFingerprint: fuzzFingerprint, tokenizerFingerprint: fuzzFingerprint,
                                     blob: Array("{\"fuzz\":1}".utf8), commitPolicy: .manual)
@@ -80,7 +80,12 @@ private func reseal(_ bytes: inout [UInt8], file: String, geometry g: StoreGeome
         guard let p = r.baseAddress else { return }
         func seal(_ start: Int, _ n: Int) { if n >= 4 && start + n <= r.count { store32(p + start, n - 4, crc32c(p + start, n - 4)) } }
         switch file {
-        case "header": seal(0, r.count)
+        case "header":
+            // Format 2: two slots, each sealed over its own used length (when that length is plausible).
+            for slot in [0, headerSlotBytes] where slot + 12 <= r.count {
+                let used = Int(load32(p + slot, 8))
+                if used <= headerSlotBytes { seal(slot, min(used, r.count - slot)) }
+            }
         case "pagetable", "tokens":
             let n = file == "tokens" ? TokensRecord.bytes(chunkSize: g.chunkSize) : PageTableRecord.bytes(layers: g.layers)
             var o = dataFileHeaderBytes
@@ -125,7 +130,7 @@ func fuzzKVStore(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
         writeWhole(dir + "/" + name, bytes)
     }
-    for stale in ["header.tmp", "features.layers"] { unlink(dir + "/" + stale) }
+    for stale in ["header.tmp", "header.new", "features.layers"] { unlink(dir + "/" + stale) }
 
     if let r = try? StoreReader.open(at: dir, expectedModelFingerprint: fuzzFingerprint) {
         let rg = r.geometry
@@ -163,7 +168,7 @@ func fuzzKVStore(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 func fuzzKVStoreRemoveTemporaries() {
     for tag in ["template0", "template1", "work"] {
         let dir = fuzzTempDir(tag)
-        for f in fuzzFiles + ["header.tmp", "lock", "features.layers"] { unlink(dir + "/" + f) }
+        for f in fuzzFiles + ["header.tmp", "header.new", "lock", "features.layers"] { unlink(dir + "/" + f) }
         rmdir(dir)
     }
 }
