@@ -99,7 +99,7 @@ public final class LongHeadsAttention: Attention {
         (w, H, G, D, L) = (parameters.chunkSize, config.heads, config.kvHeads, config.headDim, config.layers)
         group = H / G
         layout = PageLayout(kvHeads: G, headDim: D, chunkSize: w)
-        summary = ChunkSummaryLayout(layers: L, heads: H, kvHeads: G, headDim: D, chunkSize: w)
+        summary = ChunkSummaryLayout(layers: L, heads: H, kvHeads: G, headDim: D, chunkSize: w, contents: parameters.summary)
         maxSlots = max(parameters.chunksPerQuery, (parameters.beginSelective + w - 1) / w + 1)
         scale = 1 / Float(D).squareRoot()
         ropeDim = config.ropeDim
@@ -516,6 +516,13 @@ public final class LongHeadsAttention: Attention {
     /// representation"): local-RoPE q/k, full attention inside the chunk, mean output = value feature,
     /// then the value feature as a single query over the keys with the keys as values = key feature.
     private func computeFeatures(layer l: Int, page: UnsafeMutablePointer<Float>) {
+        // A `bounds` summary keeps no key features: skip their intra-chunk attention.
+        if summary.keyFeatureFloatsPerLayer > 0 { computeKeyFeatures(layer: l, page: page) }
+        // Quest bounds of the local-RoPE keys (row-major copy of this layer's chunk keys).
+        summary.writeBounds(keys: chunkK + l * w * G * D, into: pendingFeatures + summary.bounds(layer: l))
+    }
+
+    private func computeKeyFeatures(layer l: Int, page: UnsafeMutablePointer<Float>) {
         pool.run(tasks: H) { h in
             let g = h / self.group
             let qs = self.featQ + h * self.w * self.D
@@ -543,8 +550,6 @@ public final class LongHeadsAttention: Attention {
                            Int32(self.G * self.D), Int32(self.w), nil, self.scale, &s1, kf, Int32(self.D))
             for d in 0..<self.D { kf[d] /= s1.l }
         }
-        // Quest bounds of the local-RoPE keys (row-major copy of this layer's chunk keys).
-        summary.writeBounds(keys: chunkK + l * w * G * D, into: pendingFeatures + summary.bounds(layer: l))
     }
 }
 

@@ -8,6 +8,8 @@ public struct LongHeadsParameters: Sendable, Equatable, CustomStringConvertible 
     public var beginSelective: Int
     /// How heads rank candidate chunks.
     public var policy: SelectionPolicy
+    /// The chunk summary rows kept beside the pages (a store's are fixed at ingest).
+    public var summary: ChunkSummaryContents
 
     /// Chunks one head reads per query, K = attentionLength / chunkSize.
     public var chunksPerQuery: Int { attentionLength / chunkSize }
@@ -34,12 +36,14 @@ public struct LongHeadsParameters: Sendable, Equatable, CustomStringConvertible 
         return LongHeadsParameters(chunkSize: w, attentionLength: attention)
     }
 
-    /// Parameters; `beginSelective` defaults to `attentionLength`.
-    public init(chunkSize: Int, attentionLength: Int, beginSelective: Int? = nil, policy: SelectionPolicy = .default) {
+    /// Parameters; `beginSelective` defaults to `attentionLength`, `summary` to what `policy` needs.
+    public init(chunkSize: Int, attentionLength: Int, beginSelective: Int? = nil, policy: SelectionPolicy = .default,
+                summary: ChunkSummaryContents? = nil) {
         self.chunkSize = chunkSize
         self.attentionLength = attentionLength
         self.beginSelective = beginSelective ?? attentionLength
         self.policy = policy
+        self.summary = summary ?? .needed(by: policy)
     }
 
     /// Why the parameters cannot run, or nil.
@@ -49,6 +53,9 @@ public struct LongHeadsParameters: Sendable, Equatable, CustomStringConvertible 
         if chunksPerQuery < 3 { return "attention length \(attentionLength) must hold at least 3 chunks (first, previous, current)" }
         if beginSelective < attentionLength { return "selective start \(beginSelective) must be ≥ the attention length \(attentionLength)" }
         if beginSelective / chunkSize > 250 { return "selective start \(beginSelective) must be ≤ 250 chunks" }
+        if policy.needsFullSummary && summary != .full {
+            return "policy \(policy.rawValue) reads the full chunk summaries, and this store keeps the chunk bounds only: ingest with --policy \(policy.rawValue)"
+        }
         return nil
     }
 

@@ -26,37 +26,65 @@ public enum SelectionPolicy: String, Sendable, CaseIterable, Codable {
     /// The default: Quest bounds per head, and the chunk retrieved for a question shared by all heads
     /// (Docs/SELECTION.md: the policy × task × length table).
     public static let `default` = SelectionPolicy.questLexical
+
+    /// Whether the policy reads rows only `ChunkSummaryContents.full` stores: the paper's key features
+    /// (`paper`) or the per-sub-chunk bounds (`quest-sub`). The other policies read the chunk's bound only.
+    public var needsFullSummary: Bool { self == .paper || self == .questSub }
+}
+
+/// Which rows a store keeps per chunk and layer (`ChunkSummaryLayout`).
+///
+/// Why two: the default policy (`quest-lexical`, and `quest`, `quest-exact`) reads one Quest bound per KV
+/// head over the whole chunk, 2 × headDim floats; the full summary adds the paper's key feature per query
+/// head and the bounds of each 64-token sub-chunk, 5.5× as many floats (990 of SmolLM2's 7,311 bytes per
+/// token of a q4 store; Docs/STORE.md). A store keeps the full summary only when a policy that reads it
+/// will answer from it.
+public enum ChunkSummaryContents: String, Sendable, Codable, CaseIterable {
+    /// Key features per query head, then the bounds of each sub-chunk of `ChunkSummaryLayout.subSize` tokens.
+    case full
+    /// The bound over the whole chunk per KV head only (no key features; one sub-chunk = the chunk).
+    case bounds
+
+    /// The contents a store needs to answer with `policy`.
+    public static func needed(by policy: SelectionPolicy) -> ChunkSummaryContents { policy.needsFullSummary ? .full : .bounds }
 }
 
 /// Layout of the summary LongHeads keeps per chunk beside its pages (the archive's "features" record),
-/// in floats, for every policy at once so a store can serve any of them; one layer's part is contiguous
-/// (a layer's selection reads only that part):
+/// in floats; one layer's part is contiguous (a layer's selection reads only that part):
 ///
 ///     [layers] {
 ///         keyFeatures [heads][headDim]              paper: the chunk key feature per query head
+///                                                   (`full` only; none in `bounds`)
 ///         bounds      [kvHeads][subs][2][headDim]   quest: min, then max, of the local-RoPE keys
 ///                                                   of each sub-chunk of `subSize` tokens
+///                                                   (`full`: 64 tokens; `bounds`: the whole chunk)
 ///     }
 ///
-/// Version 2 (version 1 held the key features only).
+/// Version 2 (version 1 held the key features only); the contents (`ChunkSummaryContents`) are recorded
+/// beside the version (absent: `full`). A `full` summary serves every policy; `bounds` serves the ones that
+/// read the chunk's bound only, and its bound is the same floats the `full` summary's sub-bounds merge to
+/// (min and max are exact), so those policies select the same chunks from either.
 public struct ChunkSummaryLayout: Sendable, Equatable {
     /// The layout version recorded by stores.
     public static let version = 2
     public let layers: Int, heads: Int, kvHeads: Int, headDim: Int, chunkSize: Int
-    /// Tokens per Quest sub-chunk: 64, or the chunk when it is smaller.
+    /// Which rows are kept.
+    public let contents: ChunkSummaryContents
+    /// Tokens per Quest sub-chunk: 64, or the chunk when it is smaller (`full`); the chunk (`bounds`).
     public let subSize: Int
     /// Sub-chunks per chunk.
     public var subs: Int { chunkSize / subSize }
 
-    /// The layout for a model geometry and chunk size.
-    public init(layers: Int, heads: Int, kvHeads: Int, headDim: Int, chunkSize: Int) {
+    /// The layout for a model geometry, chunk size and contents.
+    public init(layers: Int, heads: Int, kvHeads: Int, headDim: Int, chunkSize: Int, contents: ChunkSummaryContents) {
         (self.layers, self.heads, self.kvHeads, self.headDim, self.chunkSize) = (layers, heads, kvHeads, headDim, chunkSize)
-        subSize = min(64, chunkSize)
+        self.contents = contents
+        subSize = contents == .full ? min(64, chunkSize) : chunkSize
         precondition(chunkSize % subSize == 0)
     }
 
-    /// Floats of the paper's key features of one layer.
-    public var keyFeatureFloatsPerLayer: Int { heads * headDim }
+    /// Floats of the paper's key features of one layer (none in `bounds`).
+    public var keyFeatureFloatsPerLayer: Int { contents == .full ? heads * headDim : 0 }
     /// Floats of the bounds of one layer.
     public var boundFloatsPerLayer: Int { kvHeads * subs * 2 * headDim }
     /// Floats of one layer's part.

@@ -26,6 +26,8 @@ public enum PipelineError: Error, CustomStringConvertible {
     /// A field of the store's description (the header blob) is out of range or disagrees with the header
     /// or the model: the store is damaged or crafted.
     case invalidStoreInfo(path: String, field: String, reason: String)
+    /// The policy asked for reads chunk summary rows the store does not keep (`ChunkSummaryContents`).
+    case policyNeedsFullSummary(path: String, policy: SelectionPolicy)
 
     public var description: String {
         switch self {
@@ -41,6 +43,8 @@ public enum PipelineError: Error, CustomStringConvertible {
         case .interrupted(let p, let c, let t):
             "ingest interrupted: \(c) chunks (\(t) tokens) committed to \(p); continue with the same document: longheads ingest --resume --store \(p) (FILE | -)"
         case .invalidStoreInfo(let p, let f, let r): "\(p): store description (header blob): field `\(f)`: \(r)"
+        case .policyNeedsFullSummary(let p, let policy):
+            "\(p): policy \(policy.rawValue) reads the full chunk summaries, and this store keeps the chunk bounds only; ask with its own policy, or ingest the document again with --policy \(policy.rawValue)"
         case .incompleteStore(let p, let c):
             "\(p): the ingest of this store did not finish (\(c) chunks committed); continue it with: longheads ingest --resume --store \(p) (FILE | -)"
         }
@@ -70,6 +74,8 @@ public struct StoreInfo: Codable, Sendable {
     public var policy: SelectionPolicy?
     /// `ChunkSummaryLayout.version` of the store's per-chunk summaries (absent: version 1).
     public var summaryVersion: Int?
+    /// Which summary rows the store keeps (absent: `full`, the only contents before `bounds`).
+    public var summaryContents: ChunkSummaryContents?
     /// False while the ingest runs (and in a store whose ingest was interrupted: resume it); true once it
     /// finished. Absent in stores made before ingests could resume: those are complete.
     public var complete: Bool?
@@ -101,12 +107,18 @@ public struct StoreInfo: Codable, Sendable {
         guard chunkSize == g.chunkSize else { throw bad("chunkSize", "\(chunkSize), but the header's pages hold \(g.chunkSize) tokens") }
         guard (16...(1 << 22)).contains(attentionLength) else { throw bad("attentionLength", "\(attentionLength) is not in 16...\(1 << 22)") }
         guard (16...(1 << 22)).contains(beginSelective) else { throw bad("beginSelective", "\(beginSelective) is not in 16...\(1 << 22)") }
-        if let p = parameters.problem { throw bad(p.hasPrefix("selective") ? "beginSelective" : "attentionLength", p) }
+        if let p = parameters.problem {
+            throw bad(p.hasPrefix("selective") ? "beginSelective" : p.hasPrefix("policy") ? "summaryContents" : "attentionLength", p)
+        }
         // The page and feature layout follow from the header's model numbers and the chunk size.
         guard g.layers <= 4096, g.headDim <= 4096, g.kvHeads <= g.queryHeads, g.queryHeads <= 4096, g.queryHeads % g.kvHeads == 0 else {
             throw bad("chunkSize", "the header's geometry (\(g)) is not a model's")
         }
-        let layout = ChunkSummaryLayout(layers: g.layers, heads: g.queryHeads, kvHeads: g.kvHeads, headDim: g.headDim, chunkSize: chunkSize)
+        let layout = ChunkSummaryLayout(layers: g.layers, heads: g.queryHeads, kvHeads: g.kvHeads, headDim: g.headDim, chunkSize: chunkSize,
+                                        contents: summaryContents ?? .full)
+        if let policy, policy.needsFullSummary, summaryContents == .bounds {
+            throw bad("summaryContents", "bounds, but the store's policy \(policy.rawValue) reads the full summaries")
+        }
         guard g.floatsPerPage == 2 * chunkSize * g.kvHeads * g.headDim, g.featureFloatsPerChunk == layout.floatsPerChunk else {
             throw bad("chunkSize", "the header's page layout (\(g)) does not follow from chunks of \(chunkSize) tokens")
         }
@@ -144,7 +156,7 @@ public struct StoreInfo: Codable, Sendable {
     /// LongHeads parameters of the store.
     public var parameters: LongHeadsParameters {
         LongHeadsParameters(chunkSize: chunkSize, attentionLength: attentionLength, beginSelective: beginSelective,
-                            policy: policy ?? .paper)
+                            policy: policy ?? .paper, summary: summaryContents ?? .full)
     }
 }
 
@@ -170,7 +182,8 @@ public struct DocumentPipeline {
         return StoreGeometry(layers: c.layers, kvHeads: c.kvHeads, queryHeads: c.heads, headDim: c.headDim, chunkSize: p.chunkSize,
                              floatsPerPage: 2 * p.chunkSize * c.kvHeads * c.headDim,
                              featureFloatsPerChunk: ChunkSummaryLayout(layers: c.layers, heads: c.heads, kvHeads: c.kvHeads,
-                                                                       headDim: c.headDim, chunkSize: p.chunkSize).floatsPerChunk,
+                                                                       headDim: c.headDim, chunkSize: p.chunkSize,
+                                                                       contents: p.summary).floatsPerChunk,
                              precision: precision)
     }
 
@@ -249,7 +262,10 @@ public struct DocumentPipeline {
         }
         guard info.complete != false else { throw PipelineError.incompleteStore(path: path, chunks: reader.chunkCount) }
         var parameters = info.parameters
-        if let policy { parameters.policy = policy }
+        if let policy {
+            parameters.policy = policy
+            if policy.needsFullSummary && parameters.summary != .full { throw PipelineError.policyNeedsFullSummary(path: path, policy: policy) }
+        }
         let archive = try StoreArchive(reader: reader, budgetBytes: budgetBytes)
         let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
         prepare(attention)

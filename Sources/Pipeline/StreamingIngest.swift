@@ -203,7 +203,7 @@ extension DocumentPipeline {
         let info = StoreInfo(chunkSize: parameters.chunkSize, attentionLength: parameters.attentionLength,
                              beginSelective: parameters.beginSelective, chat: chat, tailTokens: [], tokens: 0, sourceBytes: 0,
                              model: (modelFile.path as NSString).lastPathComponent, policy: parameters.policy,
-                             summaryVersion: ChunkSummaryLayout.version, complete: false, vocabularySize: model.config.vocabSize)
+                             summaryVersion: ChunkSummaryLayout.version, summaryContents: parameters.summary, complete: false, vocabularySize: model.config.vocabSize)
         let writer = try StoreWriter.create(at: path, geometry: geometry(parameters, precision: precision),
                                             modelFingerprint: modelFingerprint(modelFile), tokenizerFingerprint: tokenizerFingerprint(modelFile),
                                             flags: chat ? 1 : 0, blob: try JSONEncoder().encode(info).map { $0 })

@@ -285,7 +285,13 @@ struct NiahLongHeadsOptions: ParsableArguments {
 
     /// Parameters under a policy name.
     func parameters(_ name: String) -> LongHeadsParameters {
-        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom, policy: Self.selection(name))
+        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom, policy: Self.selection(name),
+                            summary: summaryContents)
+    }
+
+    /// The summary rows the stores keep: the full summaries when any policy that answers (or ingests) reads them.
+    var summaryContents: ChunkSummaryContents {
+        (policies + (ingestPolicy.map { [$0] } ?? [])).contains { Self.selection($0).needsFullSummary } ? .full : .bounds
     }
 
     /// The parameters as printed with results; the oracle is named.

@@ -189,9 +189,9 @@ extension StoreSafetyCLITests {
         let header = try StoreReader.open(at: store).header
         let base = try JSONSerialization.jsonObject(with: Data(header.blob)) as! [String: Any]
         let values: [Any] = [0, 1, -1, 15, 16, 17, 64, 255, 256, 1024, 8192, 99999, Int(Int32.max), Int(Int32.min), 1 << 40, Int.max, Int.min,
-                             "", "quest", "nonsense", true, [Int](), [0], [-1], [99999], [Int](repeating: 1, count: 40), NSNull()]
+                             "", "quest", "nonsense", "full", "bounds", "paper", true, [Int](), [0], [-1], [99999], [Int](repeating: 1, count: 40), NSNull()]
         let keys = ["chunkSize", "attentionLength", "beginSelective", "chat", "tailTokens", "tokens", "sourceBytes", "model", "policy",
-                    "summaryVersion", "complete", "vocabularySize"]
+                    "summaryVersion", "summaryContents", "complete", "vocabularySize"]
         var rng = SystemRandomNumberGenerator()
         var accepted = 0
         for _ in 0..<10_000 {
