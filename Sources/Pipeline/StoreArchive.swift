@@ -71,6 +71,10 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     /// Hand q8/q4 pages to the attention encoded (true, the default) or decoded to floats first (false:
     /// the decode-then-attend path, for tests and measurements that compare the two).
     public var fusedReads = true
+    /// Pages handed to the attention encoded so far (`withStoredPage`), for tests and reports.
+    public var fusedPageReads: Int { countLock.withLock { fusedCount } }
+    private let countLock = NSLock()
+    private var fusedCount = 0
     /// Pages of `streamCache`.
     public static let streamPages = 8
     private let scratchLock = NSLock()
@@ -210,6 +214,7 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         }
         defer { pageCache.release(encoded: encoded) }
         let g = reader.geometry
+        countLock.withLock { fusedCount += 1 }
         return try body(.kivi(encoded: encoded, paramBytes: paramBytes, bits: bits, kvHeads: g.kvHeads, chunkSize: g.chunkSize))
     }
 
