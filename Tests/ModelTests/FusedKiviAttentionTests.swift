@@ -106,4 +106,66 @@ import Testing
             #expect(worst <= 1e-4 * max(1, scaleA), "fast vs reference \(worst), \(c) q\(bits)")
         }
     }
+
+    /// Time per read of one SmolLM2-135M page (3 KV heads, 256 tokens, D 64) by `nq` queries per KV head,
+    /// cycling over 64 copies of the page (25 MB of floats: out of the caches, as an `ask`'s 90 pages are),
+    /// three ways: attention over floats already in the cache (the old path's cache hit), the old miss
+    /// (decode the whole page, then attend) and the fused read. `KIVI_BENCH=1 swift test --filter
+    /// FusedKiviAttentionTests`; Docs/PERFORMANCE.md quotes it.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["KIVI_BENCH"] != nil))
+    func benchmark() {
+        let c = Case(G: 3, w: 256, D: 64, n: 256, nq: 3)
+        let (G, w, D) = (Int32(c.G), Int32(c.w), Int32(c.D))
+        for bits in [Int32(4), 8] {
+            let p = Self.page(c, bits: bits, seed: 1)
+            let copies = 64
+            let decodedPages = (0..<copies).map { _ in p.decoded.map { $0 } }
+            let encodedPages = (0..<copies).map { _ in p.encoded.map { $0 } }
+            var next = 0
+            var params = [UInt16](repeating: 0, count: cs_kivi_param_bytes(G, w, D) / 2)
+            var floats = [Float](repeating: 0, count: p.decoded.count)
+            for nq in [3, 64] {
+                var r = SplitMix(seed: 2)
+                let q = (0..<(nq * c.D)).map { _ in r.nextFloat() * 2 - 1 }
+                var st = [lh_softmax_state](repeating: lh_softmax_state(m: -.infinity, l: 0), count: nq)
+                var acc = [Float](repeating: 0, count: nq * c.D)
+                let scale = 1 / Float(c.D).squareRoot()
+                func attendFloats(_ f: UnsafePointer<Float>) {
+                    for g in 0..<c.G {
+                        lh_attn_update(q, D, Int32(nq), D, f + g * c.w * c.D, f + (c.G + g) * c.w * c.D, D, w, nil, scale, &st, &acc, D)
+                    }
+                }
+                func time(_ body: () -> Void) -> Double {
+                    var best = Double.infinity
+                    // Best of many short runs: on the shared machine, the quiet moments.
+                    for _ in 0..<40 {
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        for _ in 0..<32 { body() }
+                        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 32 / 1000)
+                    }
+                    return best
+                }
+                let hit = time {
+                    next = (next + 1) % copies
+                    decodedPages[next].withUnsafeBufferPointer { attendFloats($0.baseAddress!) }
+                }
+                let miss = time {
+                    next = (next + 1) % copies
+                    cs_kivi_decode(&floats, encodedPages[next], &params, bits, G, w, D)
+                    floats.withUnsafeBufferPointer { attendFloats($0.baseAddress!) }
+                }
+                let fused = time {
+                    next = (next + 1) % copies
+                    encodedPages[next].withUnsafeBytes { eb in
+                        var kp = lh_kivi_page(params: eb.baseAddress!.assumingMemoryBound(to: UInt16.self),
+                                              codes: (eb.baseAddress! + cs_kivi_param_bytes(G, w, D)).assumingMemoryBound(to: UInt8.self),
+                                              bits: bits, kvHeads: G, chunk: w)
+                        for g in 0..<c.G { lh_attn_update_kivi(q, D, Int32(nq), D, &kp, Int32(g), w, nil, scale, &st, &acc, D) }
+                    }
+                }
+                print(String(format: "[kivi bench] q%d, %d queries per KV head: floats in cache %.1f µs, decode + attend %.1f µs, fused %.1f µs per page",
+                             bits, nq, hit, miss, fused))
+            }
+        }
+    }
 }
