@@ -242,3 +242,175 @@ void lh_chunk_scores(const float *q, int32_t D, const float *slab, int32_t strid
 #endif
     lh_chunk_scores_ref(q, D, slab, stride, rows, subs, m, out);
 }
+
+// ---------------------------------------------------------------- attention over KIVI-encoded pages
+//
+// The q8/q4 pages of the store (lh_attention.h, lh_kivi_page) are read by the attention directly: per
+// 16-key tile, the tile's keys and the same tokens' value rows are dequantized into stack scratch
+// (2·16·D floats, 8 KB at D = 64: L1-resident) and folded at once by the float kernel of this file,
+// so a chunk is never expanded to floats in memory. Dequantization is min + code · scale as a product
+// and then a sum (FP_CONTRACT is off from the chunk-score section on, and the SIMD path uses separate
+// multiply and add), exactly as cs_kivi_decode: the tiles hold the very floats a decoded page would,
+// and each query's softmax sees the same tiles in the same order, so results are bit-identical to
+// decode-then-attend.
+
+#define LH_KIVI_KEY_TILES 4  // tiles per key group: one channel over 64 tokens (CS_KIVI_KEY_TILES)
+#define LH_KIVI_STACK_D 128  // head widths up to this use stack scratch (16 KB), wider ones the heap
+#define LH_KIVI_STACK_Q 256  // queries per call whose per-query ends live on the stack
+
+// IEEE half to float, exact (every half is a float).
+static inline float kivi_half(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
+    if (e == 0) {
+        float f = (float)m * 5.9604644775390625e-8f;  // subnormal: m · 2^-24, exact
+        return sign ? -f : f;
+    }
+    bits = e == 31 ? (sign | 0x7f800000u | (m << 13)) : (sign | ((e + 112u) << 23) | (m << 13));
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint32_t kivi_code(const uint8_t *codes, int32_t bits, int64_t i) {
+    if (bits == 8) return codes[i];
+    return (codes[i >> 1] >> ((i & 1) * 4)) & 0x0fu;
+}
+
+// Per-query key ends within [0, n) and their maximum.
+static int32_t kivi_ends(int32_t nq, int32_t n, const int32_t *limit, int32_t *end) {
+    int32_t maxEnd = 0;
+    for (int32_t i = 0; i < nq; i++) {
+        int32_t e = limit ? (limit[i] < n ? limit[i] : n) : n;
+        end[i] = e < 0 ? 0 : e;
+        if (end[i] > maxEnd) maxEnd = end[i];
+    }
+    return maxEnd;
+}
+
+// The limits of one tile [t0, t0 + cnt): each query's keys inside it.
+static void kivi_tile_limits(int32_t nq, const int32_t *end, int32_t t0, int32_t cnt, int32_t *lim) {
+    for (int32_t i = 0; i < nq; i++) {
+        int32_t c = end[i] - t0;
+        lim[i] = c < 0 ? 0 : (c > cnt ? cnt : c);
+    }
+}
+
+// Scalar dequantization of tile `tile` of head g: keys as [D][16] into K, value rows of its first `cnt`
+// tokens as [cnt][D] into V.
+static void kivi_tile_ref(const lh_kivi_page *pg, int32_t g, int32_t D, int32_t tile, int32_t cnt, float *K, float *V) {
+    const int32_t w = pg->chunk, G = pg->kvHeads, kg = (w / 16 + LH_KIVI_KEY_TILES - 1) / LH_KIVI_KEY_TILES;
+    const int64_t headFloats = (int64_t)w * D;
+    const uint16_t *pk = pg->params + 2 * ((int64_t)(g * kg + tile / LH_KIVI_KEY_TILES) * D);
+    for (int32_t d = 0; d < D; d++) {
+        float mn = kivi_half(pk[2 * d]), sc = kivi_half(pk[2 * d + 1]);
+        int64_t base = g * headFloats + (int64_t)tile * 16 * D + (int64_t)d * 16;
+        for (int32_t j = 0; j < 16; j++) K[d * 16 + j] = mn + (float)kivi_code(pg->codes, pg->bits, base + j) * sc;
+    }
+    const uint16_t *pv = pg->params + 2 * ((int64_t)G * kg * D + (int64_t)g * w);
+    for (int32_t j = 0; j < cnt; j++) {
+        int32_t t = tile * 16 + j;
+        float mn = kivi_half(pv[2 * t]), sc = kivi_half(pv[2 * t + 1]);
+        int64_t base = ((int64_t)G + g) * headFloats + (int64_t)t * D;
+        for (int32_t d = 0; d < D; d++) V[j * D + d] = mn + (float)kivi_code(pg->codes, pg->bits, base + d) * sc;
+    }
+}
+
+void lh_attn_update_kivi_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                             const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                             float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+    if (nq <= 0 || n <= 0) return;
+    float stackTile[32 * LH_KIVI_STACK_D] __attribute__((aligned(64)));
+    int32_t stackEnds[2 * LH_KIVI_STACK_Q];
+    float *K = D <= LH_KIVI_STACK_D ? stackTile : aligned_alloc(64, sizeof(float) * 32 * (size_t)D);
+    int32_t *end = nq <= LH_KIVI_STACK_Q ? stackEnds : malloc(sizeof(int32_t) * 2 * (size_t)nq);
+    if (!K || !end) abort();
+    float *V = K + 16 * D;
+    int32_t *lim = end + nq;
+    const int32_t maxEnd = kivi_ends(nq, n, limit, end);
+    for (int32_t t0 = 0; t0 < maxEnd; t0 += 16) {
+        const int32_t cnt = maxEnd - t0 < 16 ? maxEnd - t0 : 16;
+        kivi_tile_ref(page, g, D, t0 / 16, cnt, K, V);
+        kivi_tile_limits(nq, end, t0, cnt, lim);
+        lh_attn_update_ref(q, ldq, nq, D, K, V, D, cnt, lim, scale, state, acc, lda);
+    }
+    if (K != stackTile) free(K);
+    if (end != stackEnds) free(end);
+}
+
+#if defined(__x86_64__)
+// 16 codes starting at element i (a multiple of 16) as floats.
+LH_AVX512 static inline __m512 kivi_codes16(const uint8_t *codes, int32_t bits, int64_t i) {
+    if (bits == 8) return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + i))));
+    // 8 bytes hold 16 nibbles: element 2k in the low nibble of byte k, 2k+1 in the high one.
+    __m128i b = _mm_loadl_epi64((const __m128i *)(codes + i / 2));
+    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+}
+
+// D a multiple of 16: a key row of 16 tokens and a value row of 16 channels are one vector each. The
+// same operations as kivi_tile_ref (product, then sum; no FMA), so the same floats.
+LH_AVX512 static void kivi_tile_avx512(const lh_kivi_page *pg, int32_t g, int32_t D, int32_t tile, int32_t cnt, float *K, float *V) {
+    const int32_t w = pg->chunk, G = pg->kvHeads, kg = (w / 16 + LH_KIVI_KEY_TILES - 1) / LH_KIVI_KEY_TILES;
+    const int64_t headFloats = (int64_t)w * D;
+    const uint16_t *pk = pg->params + 2 * ((int64_t)(g * kg + tile / LH_KIVI_KEY_TILES) * D);
+    const int64_t kbase = g * headFloats + (int64_t)tile * 16 * D;
+    for (int32_t d0 = 0; d0 < D; d0 += 16) {
+        // 16 {min, scale} pairs: halves to floats at once, then one broadcast per channel.
+        __m512 pair0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pk + 2 * d0)));
+        __m512 pair1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(pk + 2 * d0 + 16)));
+        float pf[32] __attribute__((aligned(64)));
+        _mm512_store_ps(pf, pair0);
+        _mm512_store_ps(pf + 16, pair1);
+        for (int32_t k = 0; k < 16; k++) {
+            const int32_t d = d0 + k;
+            __m512 c = kivi_codes16(pg->codes, pg->bits, kbase + (int64_t)d * 16);
+            _mm512_store_ps(K + d * 16, _mm512_add_ps(_mm512_mul_ps(c, _mm512_set1_ps(pf[2 * k + 1])), _mm512_set1_ps(pf[2 * k])));
+        }
+    }
+    const uint16_t *pv = pg->params + 2 * ((int64_t)G * kg * D + (int64_t)g * w);
+    for (int32_t j = 0; j < cnt; j++) {
+        int32_t t = tile * 16 + j;
+        const __m512 mn = _mm512_set1_ps(kivi_half(pv[2 * t])), sc = _mm512_set1_ps(kivi_half(pv[2 * t + 1]));
+        int64_t base = ((int64_t)G + g) * headFloats + (int64_t)t * D;
+        for (int32_t d = 0; d < D; d += 16)
+            _mm512_store_ps(V + j * D + d, _mm512_add_ps(_mm512_mul_ps(kivi_codes16(pg->codes, pg->bits, base + d), sc), mn));
+    }
+}
+
+// Per tile: dequantize once, then the float kernel over all nq queries (4 at a time inside it); a
+// query's operations are those of attn_update_avx512 over the decoded page, tile by tile.
+LH_AVX512 static void attn_update_kivi_avx512(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                                              const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                                              float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+    if (nq <= 0 || n <= 0) return;
+    float stackTile[32 * LH_KIVI_STACK_D] __attribute__((aligned(64)));
+    int32_t stackEnds[2 * LH_KIVI_STACK_Q];
+    float *K = D <= LH_KIVI_STACK_D ? stackTile : aligned_alloc(64, sizeof(float) * 32 * (size_t)D);
+    int32_t *end = nq <= LH_KIVI_STACK_Q ? stackEnds : malloc(sizeof(int32_t) * 2 * (size_t)nq);
+    if (!K || !end) abort();
+    float *V = K + 16 * D;
+    int32_t *lim = end + nq;
+    const int32_t maxEnd = kivi_ends(nq, n, limit, end);
+    for (int32_t t0 = 0; t0 < maxEnd; t0 += 16) {
+        const int32_t cnt = maxEnd - t0 < 16 ? maxEnd - t0 : 16;
+        kivi_tile_avx512(page, g, D, t0 / 16, cnt, K, V);
+        kivi_tile_limits(nq, end, t0, cnt, lim);
+        attn_update_avx512(q, ldq, nq, D, K, V, D, cnt, lim, scale, state, acc, lda);
+    }
+    if (K != stackTile) free(K);
+    if (end != stackEnds) free(end);
+}
+#endif
+
+void lh_attn_update_kivi(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                         const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                         float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+#if defined(__x86_64__)
+    if (D % 16 == 0 && lh_attn_is_avx512()) {
+        attn_update_kivi_avx512(q, ldq, nq, D, page, g, n, limit, scale, state, acc, lda);
+        return;
+    }
+#endif
+    lh_attn_update_kivi_ref(q, ldq, nq, D, page, g, n, limit, scale, state, acc, lda);
+}

@@ -89,6 +89,31 @@ public struct StoreGeometry: Sendable, Equatable, CustomStringConvertible {
         return cs_kivi_bytes(bits, Int32(kvHeads), Int32(chunkSize), Int32(headDim))
     }
 
+    /// Bits per code of a quantized precision (8 or 4); nil for f16.
+    public var quantizedBits: Int? { precision.bits.map(Int.init) }
+
+    /// Bytes of the parameter plane at the start of an encoded q8/q4 page (after it, the code plane;
+    /// cstoresupport.h); nil for f16 or a geometry with no KIVI encoding.
+    public var encodedParamBytes: Int? {
+        guard precision.bits != nil, encodedPageBytes != nil else { return nil }
+        return cs_kivi_param_bytes(Int32(kvHeads), Int32(chunkSize), Int32(headDim))
+    }
+
+    /// Decodes one page's encoding (`encodedPageBytes` bytes at `src`, as `StoreReader.readEncodedPage`
+    /// gives it) into `floatsPerPage` floats at `dst` (not overlapping `src`): what `readPage` would have
+    /// given. For the few reads that want floats from a cache of encoded pages.
+    public func decode(encoded src: UnsafeRawPointer, into dst: UnsafeMutablePointer<Float>) {
+        guard let bits = precision.bits else {
+            cs_f16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), floatsPerPage)
+            return
+        }
+        precondition(encodedPageBytes != nil, "no \(precision) encoding of pages of \(self)")
+        let (G, w, D) = (Int32(kvHeads), Int32(chunkSize), Int32(headDim))
+        withUnsafeTemporaryAllocation(byteCount: cs_kivi_param_bytes(G, w, D), alignment: 16) { params in
+            cs_kivi_decode(dst, src.assumingMemoryBound(to: UInt8.self), params.baseAddress!.assumingMemoryBound(to: UInt16.self), bits, G, w, D)
+        }
+    }
+
     public var description: String {
         "\(layers) layers, \(kvHeads) KV heads, \(queryHeads) query heads, head dim \(headDim), chunk \(chunkSize) tokens, "
             + "\(floatsPerPage) floats/page (\(precision)), \(featureFloatsPerChunk) feature floats/chunk"

@@ -1,6 +1,9 @@
 import Foundation
 
-/// Decoded pages of a store, kept within a hard memory budget.
+/// Pages of a store, kept within a hard memory budget: decoded to floats (`Form.floats`), or as stored
+/// after LZ4 (`Form.encoded`: the q8/q4 KIVI planes, which the attention dequantizes as it reads them,
+/// `lh_attn_update_kivi`; a q4 page takes 0.14 of its floats' bytes, so the same budget holds about 7×
+/// the pages).
 ///
 /// The budget is split into page buffers (`budgetBytes / pageBytes` of them, allocated on first use and
 /// reused, never more); bookkeeping (a few dozen bytes per buffer) is not counted. Replacement is CLOCK
@@ -30,9 +33,17 @@ public final class PageCache: @unchecked Sendable {
         var layer: Int
     }
 
+    /// What a cached page holds.
+    public enum Form: Sendable, Equatable {
+        /// `floatsPerPage` decoded floats (`StoreReader.readPage`).
+        case floats
+        /// The page's encoding after LZ4, `StoreGeometry.encodedPageBytes` bytes (`StoreReader.readEncodedPage`).
+        case encoded
+    }
+
     private struct Slot {
         var key: Key?
-        var buffer: UnsafeMutablePointer<Float>
+        var buffer: UnsafeMutableRawPointer
         var pins = 0
         var loading = false
         var referenced = false
@@ -44,28 +55,42 @@ public final class PageCache: @unchecked Sendable {
     public let reader: StoreReader
     /// Most bytes of page buffers this cache owns.
     public let budgetBytes: Int
-    /// Bytes of one decoded page.
+    /// What the pages hold.
+    public let form: Form
+    /// Bytes of one cached page: decoded floats, or the encoding.
     public let pageBytes: Int
     private let maxSlots: Int
     private let cond = NSCondition()
     private var slots: [Slot] = []
     private var index: [Key: Int] = [:]
-    private var byBuffer: [UnsafeMutablePointer<Float>: Int] = [:]
+    private var byBuffer: [UnsafeMutableRawPointer: Int] = [:]
     private var free: [Int] = []
     private var hand = 0
     private var stats = Statistics(hits: 0, misses: 0, evictions: 0, residentBytes: 0, pinnedBytes: 0)
 
-    /// A cache of pages of `reader` in at most `budgetBytes` bytes (at least one page).
-    public init(reader: StoreReader, budgetBytes: Int) throws {
+    /// A cache of pages of `reader` in at most `budgetBytes` bytes (at least one page), decoded to floats
+    /// or kept encoded (`form`).
+    public init(reader: StoreReader, budgetBytes: Int, form: Form = .floats) throws {
         self.reader = reader
         self.budgetBytes = budgetBytes
-        pageBytes = reader.geometry.pageBytes
+        self.form = form
+        pageBytes = try Self.pageBytes(reader.geometry, form: form)
         maxSlots = budgetBytes / pageBytes
         guard maxSlots >= 1 else { throw StoreError.cacheBudgetExceeded(budgetBytes: budgetBytes, pinnedBytes: 0, neededBytes: pageBytes) }
     }
 
     deinit {
         for s in slots { LargeAllocation.deallocate(s.buffer, pageBytes) }
+    }
+
+    /// Bytes of one page of `geometry` held in `form`.
+    public static func pageBytes(_ geometry: StoreGeometry, form: Form) throws -> Int {
+        switch form {
+        case .floats: return geometry.pageBytes
+        case .encoded:
+            guard let bytes = geometry.encodedPageBytes else { throw StoreError.invalidArgument("no \(geometry.precision) encoding of pages of \(geometry)") }
+            return bytes
+        }
     }
 
     /// Pages the cache can hold.
@@ -78,8 +103,22 @@ public final class PageCache: @unchecked Sendable {
         return stats
     }
 
-    /// The decoded page (chunk, layer), `floatsPerPage` floats, pinned until `release(_:)`.
+    /// The decoded page (chunk, layer), `floatsPerPage` floats, pinned until `release(_:)`. A cache of
+    /// `.floats` form only.
     public func page(chunk: Int, layer: Int) throws -> UnsafePointer<Float> {
+        precondition(form == .floats, "PageCache.page on a cache of encoded pages")
+        return try bytes(chunk: chunk, layer: layer).assumingMemoryBound(to: Float.self)
+    }
+
+    /// The encoded page (chunk, layer), `pageBytes` bytes, pinned until `release(encoded:)`. A cache
+    /// of `.encoded` form only.
+    public func encodedPage(chunk: Int, layer: Int) throws -> UnsafeRawPointer {
+        precondition(form == .encoded, "PageCache.encodedPage on a cache of decoded pages")
+        return try bytes(chunk: chunk, layer: layer)
+    }
+
+    /// Page (chunk, layer) in the cache's form, pinned.
+    private func bytes(chunk: Int, layer: Int) throws -> UnsafeRawPointer {
         let key = Key(chunk: chunk, layer: layer)
         cond.lock()
         var slot: Int
@@ -93,7 +132,7 @@ public final class PageCache: @unchecked Sendable {
                 slots[i].referenced = true
                 stats.hits += 1
                 cond.unlock()
-                return UnsafePointer(slots[i].buffer)
+                return UnsafeRawPointer(slots[i].buffer)
             }
             do { slot = try takeSlot() } catch {
                 cond.unlock()
@@ -111,7 +150,13 @@ public final class PageCache: @unchecked Sendable {
         cond.unlock()
 
         do {
-            try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer, count: reader.geometry.floatsPerPage))
+            switch form {
+            case .floats:
+                try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer.assumingMemoryBound(to: Float.self),
+                                                                                               count: reader.geometry.floatsPerPage))
+            case .encoded:
+                try reader.readEncodedPage(chunk: chunk, layer: layer, into: UnsafeMutableRawBufferPointer(start: buffer, count: pageBytes))
+            }
         } catch {
             cond.lock()
             if index[key] == slot { index[key] = nil }
@@ -129,14 +174,17 @@ public final class PageCache: @unchecked Sendable {
         slots[slot].loading = false
         cond.broadcast()
         cond.unlock()
-        return UnsafePointer(buffer)
+        return UnsafeRawPointer(buffer)
     }
 
     /// Unpins a page returned by `page(chunk:layer:)` (once per call); it may be evicted afterwards.
-    public func release(_ page: UnsafePointer<Float>) {
+    public func release(_ page: UnsafePointer<Float>) { release(encoded: UnsafeRawPointer(page)) }
+
+    /// Unpins a page returned by `encodedPage(chunk:layer:)` (once per call).
+    public func release(encoded page: UnsafeRawPointer) {
         cond.lock()
         defer { cond.unlock() }
-        guard let i = byBuffer[UnsafeMutablePointer(mutating: page)], slots[i].pins > 0 else {
+        guard let i = byBuffer[UnsafeMutableRawPointer(mutating: page)], slots[i].pins > 0 else {
             preconditionFailure("PageCache.release of a page that is not pinned")
         }
         slots[i].pins -= 1
@@ -155,6 +203,13 @@ public final class PageCache: @unchecked Sendable {
         let p = try page(chunk: chunk, layer: layer)
         defer { release(p) }
         return try body(UnsafeBufferPointer(start: p, count: reader.geometry.floatsPerPage))
+    }
+
+    /// Runs `body` with the encoded page pinned (`pageBytes` bytes).
+    public func withEncodedPage<R>(chunk: Int, layer: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let p = try encodedPage(chunk: chunk, layer: layer)
+        defer { release(encoded: p) }
+        return try body(UnsafeRawBufferPointer(start: p, count: pageBytes))
     }
 
     /// Forgets pages of chunks `chunk...` (after `StoreWriter.truncate`). Pinned ones stay valid for
@@ -184,7 +239,7 @@ public final class PageCache: @unchecked Sendable {
         if let i = free.popLast() { return i }
         if slots.count < maxSlots {
             // Straight from the kernel, so that the memory goes back exactly when the cache goes.
-            let b = LargeAllocation.allocate(pageBytes).bindMemory(to: Float.self, capacity: reader.geometry.floatsPerPage)
+            let b = LargeAllocation.allocate(pageBytes)
             slots.append(Slot(key: nil, buffer: b))
             byBuffer[b] = slots.count - 1
             stats.residentBytes += pageBytes

@@ -178,7 +178,42 @@ enum PageDecoder {
         // The encoder stores a page raw exactly when LZ4 would not make it smaller (stored == raw).
         let rawPage = expectedStored == rawBytes
         let data = UnsafeMutableRawPointer(dst) + (rawPage ? 4 * g.floatsPerPage - rawBytes : 0)
-        try withUnsafeTemporaryAllocation(byteCount: pageHeaderBytes, alignment: 16) { hb in
+        let h = try readStored(file: file, offset: offset, chunk: chunk, layer: layer, expectedStored: expectedStored, expectedCRC: expectedCRC,
+                               tokens: tokens, geometry: g, into: data)
+        try decodeData(h, UnsafeRawPointer(data), offset: offset, path: file.path, chunk: chunk, layer: layer, geometry: g,
+                       checkData: checkData, into: dst)
+    }
+
+    /// Reads the page at `offset` of `file` like `read`, but leaves it in its encoding: `dst` receives the
+    /// page's raw bytes (`StoreGeometry.encodedPageBytes`: for q8/q4 the KIVI parameter and code planes),
+    /// after LZ4 when the page is stored compressed. This is what the page cache holds for quantized
+    /// stores; the attention dequantizes it as it reads (`lh_attn_update_kivi`). A raw page is read
+    /// straight into `dst`; an LZ4 page into temporary memory, then decompressed into `dst`.
+    static func readEncoded(file: StoreFile, offset: Int, end: Int, chunk: Int, layer: Int, expectedStored: Int, expectedCRC: UInt32,
+                            tokens: Int?, geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutableRawPointer) throws {
+        try checkPlacement(offset: offset, end: end, path: file.path, chunk: chunk, layer: layer, expectedStored: expectedStored, geometry: g)
+        let rawBytes = try encodedBytes(g, path: file.path)
+        func finish(_ data: UnsafeMutableRawPointer) throws {
+            let h = try readStored(file: file, offset: offset, chunk: chunk, layer: layer, expectedStored: expectedStored, expectedCRC: expectedCRC,
+                                   tokens: tokens, geometry: g, into: data)
+            try checkStoredCRC(h, UnsafeRawPointer(data), offset: offset, path: file.path, chunk: chunk, layer: layer, checkData: checkData)
+            if h.codec == PageCodec.lz4.rawValue {
+                try decompress(h, UnsafeRawPointer(data), rawBytes: rawBytes, offset: offset, path: file.path, chunk: chunk, layer: layer, into: dst)
+            }
+        }
+        if expectedStored == rawBytes {
+            try finish(dst)
+        } else {
+            try withUnsafeTemporaryAllocation(byteCount: expectedStored, alignment: 16) { try finish($0.baseAddress!) }
+        }
+    }
+
+    /// Reads the page header and the `expectedStored` stored bytes at `offset` (one `preadv`, short reads
+    /// retried) into `data`, and checks the header, including that its codec agrees with the sizes.
+    private static func readStored(file: StoreFile, offset: Int, chunk: Int, layer: Int, expectedStored: Int, expectedCRC: UInt32,
+                                   tokens: Int?, geometry g: StoreGeometry, into data: UnsafeMutableRawPointer) throws -> PageHeader {
+        let rawPage = expectedStored == (try encodedBytes(g, path: file.path))
+        return try withUnsafeTemporaryAllocation(byteCount: pageHeaderBytes, alignment: 16) { hb in
             let hp = hb.baseAddress!
             var iov = [iovec(iov_base: hp, iov_len: pageHeaderBytes), iovec(iov_base: data, iov_len: expectedStored)]
             let want = pageHeaderBytes + expectedStored
@@ -206,8 +241,7 @@ enum PageDecoder {
                 throw StoreError.inconsistent(path: file.path, what: "codec in page header of chunk \(chunk) layer \(layer)", offset: offset,
                                               expected: rawPage ? "0 (raw: stored size = raw size)" : "1 (LZ4: stored size < raw size)", found: "\(h.codec)")
             }
-            try decodeData(h, UnsafeRawPointer(data), offset: offset, path: file.path, chunk: chunk, layer: layer, geometry: g,
-                           checkData: checkData, into: dst)
+            return h
         }
     }
 
@@ -259,21 +293,12 @@ enum PageDecoder {
     private static func decodeData(_ h: PageHeader, _ data: UnsafeRawPointer, offset: Int, path: String, chunk: Int, layer: Int,
                                    geometry g: StoreGeometry, checkData: Bool, into dst: UnsafeMutablePointer<Float>) throws {
         let rawBytes = try encodedBytes(g, path: path)
-        let crc = checkData ? crc32c(data, h.storedBytes) : h.dataCRC
-        guard crc == h.dataCRC else {
-            throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset + pageHeaderBytes,
-                                                  expected: h.dataCRC, found: crc)
-        }
+        try checkStoredCRC(h, data, offset: offset, path: path, chunk: chunk, layer: layer, checkData: checkData)
         let n = g.floatsPerPage
         let src: UnsafeRawPointer
         if h.codec == PageCodec.lz4.rawValue {
             let tail = UnsafeMutableRawPointer(dst) + (4 * n - rawBytes)
-            let got = LZ4_decompress_safe(data.assumingMemoryBound(to: CChar.self), tail.assumingMemoryBound(to: CChar.self),
-                                          Int32(h.storedBytes), Int32(rawBytes))
-            guard Int(got) == rawBytes else {
-                throw StoreError.decompressionFailed(path: path, chunk: chunk, layer: layer, offset: offset,
-                                                     reason: got < 0 ? "malformed LZ4 block (error \(got))" : "\(got) bytes, expected \(rawBytes)")
-            }
+            try decompress(h, data, rawBytes: rawBytes, offset: offset, path: path, chunk: chunk, layer: layer, into: tail)
             src = UnsafeRawPointer(tail)
         } else {
             src = data
@@ -287,6 +312,27 @@ enum PageDecoder {
             }
         } else {
             cs_f16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), n)
+        }
+    }
+
+    /// Checks the CRC of the stored bytes at `data` (unless `checkData` is false).
+    private static func checkStoredCRC(_ h: PageHeader, _ data: UnsafeRawPointer, offset: Int, path: String, chunk: Int, layer: Int,
+                                       checkData: Bool) throws {
+        let crc = checkData ? crc32c(data, h.storedBytes) : h.dataCRC
+        guard crc == h.dataCRC else {
+            throw StoreError.pageChecksumMismatch(path: path, chunk: chunk, layer: layer, offset: offset + pageHeaderBytes,
+                                                  expected: h.dataCRC, found: crc)
+        }
+    }
+
+    /// Decompresses the LZ4 block at `data` into exactly `rawBytes` bytes at `dst`.
+    private static func decompress(_ h: PageHeader, _ data: UnsafeRawPointer, rawBytes: Int, offset: Int, path: String, chunk: Int, layer: Int,
+                                   into dst: UnsafeMutableRawPointer) throws {
+        let got = LZ4_decompress_safe(data.assumingMemoryBound(to: CChar.self), dst.assumingMemoryBound(to: CChar.self),
+                                      Int32(h.storedBytes), Int32(rawBytes))
+        guard Int(got) == rawBytes else {
+            throw StoreError.decompressionFailed(path: path, chunk: chunk, layer: layer, offset: offset,
+                                                 reason: got < 0 ? "malformed LZ4 block (error \(got))" : "\(got) bytes, expected \(rawBytes)")
         }
     }
 

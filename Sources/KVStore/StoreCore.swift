@@ -286,4 +286,15 @@ final class StoreCore: @unchecked Sendable {
                              expectedCRC: e.crc, tokens: e.tokens, geometry: geometry, checkData: !checked, into: dst)
         if !checked { setChecked(bit) }
     }
+
+    /// `readPage`, leaving the page in its encoding (`PageDecoder.readEncoded`): `encodedPageBytes` at `dst`.
+    func readEncodedPage(_ s: Snapshot, chunk: Int, layer: Int, into dst: UnsafeMutableRawPointer) throws {
+        let o = tableOffset(chunk)
+        let e = try PageTableRecord.entry(s.table + o, layer: layer, layers: geometry.layers, path: table.path, chunk: chunk, offset: o)
+        let bit = chunk * geometry.layers + layer
+        let checked = isChecked(bit)
+        try PageDecoder.readEncoded(file: pages, offset: e.offset, end: s.pagesEnd, chunk: chunk, layer: layer, expectedStored: e.stored,
+                                    expectedCRC: e.crc, tokens: e.tokens, geometry: geometry, checkData: !checked, into: dst)
+        if !checked { setChecked(bit) }
+    }
 }

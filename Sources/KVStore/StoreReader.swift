@@ -202,6 +202,22 @@ public final class StoreReader: @unchecked Sendable {
         try core.readPage(s, chunk: chunk, layer: layer, into: dst)
     }
 
+    /// Reads page (chunk, layer) into `buffer` in its encoding, after LZ4 (`StoreGeometry.encodedPageBytes`
+    /// bytes: for q8/q4 stores the KIVI parameter and code planes, read by `lh_attn_update_kivi`; for f16
+    /// the halves), with the checks of `readPage`. Allocates nothing for a page stored raw; an LZ4 page
+    /// is read into temporary memory of its stored size first.
+    public func readEncodedPage(chunk: Int, layer: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let s = core.snapshot()
+        try checkChunk(chunk, s)
+        guard layer >= 0 && layer < geometry.layers else {
+            throw StoreError.invalidArgument("\(path): layer \(layer) out of range (the store has \(geometry.layers) layers)")
+        }
+        guard let bytes = geometry.encodedPageBytes, buffer.count >= bytes, let dst = buffer.baseAddress else {
+            throw StoreError.invalidArgument("readEncodedPage needs a buffer of \(geometry.encodedPageBytes ?? 0) bytes, got \(buffer.count)")
+        }
+        try core.readEncodedPage(s, chunk: chunk, layer: layer, into: dst)
+    }
+
     /// Checks everything readable: every data file's prefix, every page-table record, tokens record,
     /// chunk of features and page (header, CRC, decompression, placement), and that the files are at
     /// least as long as the committed state. Returns the problems found, each naming the file and the

@@ -1,3 +1,21 @@
+import CKernels
+
+/// A page as an archive hands it to the attention's chunk read (`ChunkArchive.withStoredPage`).
+public enum ArchivedPage {
+    /// Decoded floats in the `PageLayout`.
+    case floats(UnsafePointer<Float>)
+    /// The store's q8/q4 KIVI encoding of the page (lh_attention.h), dequantized tile by tile inside the
+    /// attention kernel (`lh_attn_update_kivi`) instead of decoded to floats first.
+    case kivi(lh_kivi_page)
+
+    /// The KIVI page whose encoding (`paramBytes` of parameter plane, then the code plane) is at `encoded`.
+    public static func kivi(encoded: UnsafeRawPointer, paramBytes: Int, bits: Int, kvHeads: Int, chunkSize: Int) -> ArchivedPage {
+        precondition((bits == 4 || bits == 8) && chunkSize % 16 == 0, "KIVI pages have 4- or 8-bit codes and 16-token tiles")
+        return .kivi(lh_kivi_page(params: encoded.assumingMemoryBound(to: UInt16.self), codes: (encoded + paramBytes).assumingMemoryBound(to: UInt8.self),
+                                  bits: Int32(bits), kvHeads: Int32(kvHeads), chunk: Int32(chunkSize)))
+    }
+}
+
 /// Where LongHeads puts chunks that left the recent window, and reads them back from.
 ///
 /// A page is one chunk × one layer: the keys of all KV heads with LOCAL RoPE (offset 0..w-1 inside the
@@ -27,6 +45,17 @@ public protocol ChunkArchive: AnyObject {
     /// Runs `body` with the decoded page of (chunk, layer); the page stays valid during `body`.
     /// May be called from several threads at once.
     func withPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R
+
+    /// Runs `body` with page (chunk, layer) as the archive holds it: decoded floats, or its q8/q4 encoding,
+    /// which the attention reads without a decode pass. Valid during `body`; may be called from several
+    /// threads at once. The default gives the floats of `withPage`.
+    func withStoredPage<R>(chunk: Int, layer: Int, _ body: (ArchivedPage) throws -> R) throws -> R
+}
+
+extension ChunkArchive {
+    public func withStoredPage<R>(chunk: Int, layer: Int, _ body: (ArchivedPage) throws -> R) throws -> R {
+        try withPage(chunk: chunk, layer: layer) { try body(.floats($0)) }
+    }
 }
 
 /// Page geometry shared by the attention and its archive.

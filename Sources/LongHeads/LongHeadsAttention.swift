@@ -259,17 +259,22 @@ public final class LongHeadsAttention: Attention {
                     lim[x] = Int32(chunk == c ? o + 1 : self.w)  // causal inside the current chunk
                     (self.partialAcc + (pair * self.maxSlots + s) * self.D).update(repeating: 0, count: self.D)
                 }
-                func run(_ pg: UnsafePointer<Float>) {
+                func runKernel(_ kernel: (UnsafeMutablePointer<Float>) -> Void) {
                     // Outputs go straight to each request's partial slot: rows are not evenly strided, so
                     // the kernel writes a scratch block that is copied out.
                     let acc = self.scratchAcc + thread * self.w * self.D
                     acc.update(repeating: 0, count: m * self.D)
-                    lh_attn_update(qs, Int32(self.D), Int32(m), Int32(self.D), pg + self.layout.keys(g), pg + self.layout.values(g),
-                                   Int32(self.D), Int32(self.w), lim, self.scale, st, acc, Int32(self.D))
+                    kernel(acc)
                     for x in 0..<m {
                         let slot = Int((reqs[lo + x] >> 8) & 0xFFFFFF) * self.maxSlots + Int(reqs[lo + x] & 0xFF)
                         self.partialState[slot] = st[x]
                         (self.partialAcc + slot * self.D).update(from: acc + x * self.D, count: self.D)
+                    }
+                }
+                func run(_ pg: UnsafePointer<Float>) {
+                    runKernel { acc in
+                        lh_attn_update(qs, Int32(self.D), Int32(m), Int32(self.D), pg + self.layout.keys(g), pg + self.layout.values(g),
+                                       Int32(self.D), Int32(self.w), lim, self.scale, st, acc, Int32(self.D))
                     }
                 }
                 if chunk == c {
@@ -277,7 +282,21 @@ public final class LongHeadsAttention: Attention {
                 } else if chunk == c - 1, let prevPage {
                     run(prevPage)
                 } else {
-                    do { try self.archive.withPage(chunk: chunk, layer: l) { run($0) } } catch {
+                    do {
+                        try self.archive.withStoredPage(chunk: chunk, layer: l) { stored in
+                            switch stored {
+                            case .floats(let pg): run(pg)
+                            case .kivi(var kp):
+                                // q8/q4 pages: dequantized tile by tile inside the kernel (issue 13), the same
+                                // bits as decoding the page first.
+                                precondition(Int(kp.kvHeads) == self.G && Int(kp.chunk) == self.w, "archive page geometry differs from the model's")
+                                runKernel { acc in
+                                    lh_attn_update_kivi(qs, Int32(self.D), Int32(m), Int32(self.D), &kp, Int32(g), Int32(self.w), lim,
+                                                        self.scale, st, acc, Int32(self.D))
+                                }
+                            }
+                        }
+                    } catch {
                         failure.withLock { if $0 == nil { $0 = error } }
                     }
                 }

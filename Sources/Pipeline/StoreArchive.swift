@@ -54,15 +54,27 @@ public func tokenizerFingerprint(_ file: GGUFFile) -> [UInt8] {
 /// - While decoding the answer, the cache holds at most the pages one decode step can read (`cache`,
 ///   `decodeWorkingSetPages`), within the caller's budget: a step reads chunk 0 and the chunks its heads
 ///   select, and pages of older steps are only worth keeping while they fit in that.
+/// - Pages of q8/q4 stores stay encoded in both caches (`PageCache.Form.encoded`): LongHeads' chunk read
+///   dequantizes them inside the attention kernel (`withStoredPage`, `lh_attn_update_kivi`), so a page
+///   takes its encoded size (q4: 0.14 of the floats) and no decode pass runs.
 public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     /// The store read.
     public let reader: StoreReader
     /// The writer, when ingesting.
     public let writer: StoreWriter?
-    /// Decoded pages while decoding an answer: at most `min(budget, decodeWorkingSetPages)` pages.
+    /// Pages while decoding an answer: at most `min(budget, decodeWorkingSetPages)` pages.
     public let cache: PageCache
-    /// Decoded pages while streaming (a few pages, shared by the work items of one chunk).
+    /// Pages while streaming (a few pages, shared by the work items of one chunk).
     public let streamCache: PageCache
+    /// How the caches hold pages: encoded for q8/q4 stores, floats for f16.
+    public let cacheForm: PageCache.Form
+    /// Hand q8/q4 pages to the attention encoded (true, the default) or decoded to floats first (false:
+    /// the decode-then-attend path, for tests and measurements that compare the two).
+    public var fusedReads = true
+    /// Pages handed to the attention encoded so far (`withStoredPage`), for tests and reports.
+    public var fusedPageReads: Int { countLock.withLock { fusedCount } }
+    private let countLock = NSLock()
+    private var fusedCount = 0
     /// Pages of `streamCache`.
     public static let streamPages = 8
     private let scratchLock = NSLock()
@@ -88,8 +100,10 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     public init(writer: StoreWriter, budgetBytes: Int) throws {
         self.writer = writer
         reader = writer.reader
-        cache = try PageCache(reader: reader, budgetBytes: budgetBytes)
-        streamCache = try PageCache(reader: reader, budgetBytes: Self.streamPages * reader.geometry.pageBytes)
+        cacheForm = Self.form(of: reader.geometry)
+        let pageBytes = try PageCache.pageBytes(reader.geometry, form: cacheForm)
+        cache = try PageCache(reader: reader, budgetBytes: budgetBytes, form: cacheForm)
+        streamCache = try PageCache(reader: reader, budgetBytes: Self.streamPages * pageBytes, form: cacheForm)
         stored = Int.max
         streaming = true
     }
@@ -99,16 +113,21 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     public init(reader: StoreReader, budgetBytes: Int) throws {
         writer = nil
         self.reader = reader
+        cacheForm = Self.form(of: reader.geometry)
+        let pageBytes = try PageCache.pageBytes(reader.geometry, form: cacheForm)
         var budget = budgetBytes
         if let info = try? JSONDecoder().decode(StoreInfo.self, from: Data(reader.header.blob)) {
             let pages = Self.decodeWorkingSetPages(geometry: reader.geometry, chunksPerQuery: info.parameters.chunksPerQuery)
-            budget = min(budget, max(Self.streamPages, pages) * reader.geometry.pageBytes)
+            budget = min(budget, max(Self.streamPages, pages) * pageBytes)
         }
-        cache = try PageCache(reader: reader, budgetBytes: budget)
-        streamCache = try PageCache(reader: reader, budgetBytes: Self.streamPages * reader.geometry.pageBytes)
+        cache = try PageCache(reader: reader, budgetBytes: budget, form: cacheForm)
+        streamCache = try PageCache(reader: reader, budgetBytes: Self.streamPages * pageBytes, form: cacheForm)
         stored = reader.chunkCount
         streaming = false
     }
+
+    /// Encoded for quantized pages (the attention reads them as they are), floats for f16.
+    private static func form(of g: StoreGeometry) -> PageCache.Form { g.quantizedBits != nil ? .encoded : .floats }
 
     deinit {
         sessionFeatures.forEach { $0.deallocate() }
@@ -160,6 +179,19 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
             return try sessionPages[chunk - stored][layer].withUnsafeBufferPointer { try body($0.baseAddress!) }
         }
         let pageCache = streaming ? streamCache : cache
+        if cacheForm == .encoded {
+            // Floats wanted from an encoded page (the recent-window ring, quest-exact's rescoring, the
+            // decode-then-attend path): decode the cached encoding into a scratch page.
+            let encoded: UnsafeRawPointer
+            do { encoded = try pageCache.encodedPage(chunk: chunk, layer: layer) } catch StoreError.cacheBudgetExceeded {
+                return try withScratchPage(chunk: chunk, layer: layer, body)
+            }
+            defer { pageCache.release(encoded: encoded) }
+            return try withScratch { buffer in
+                reader.geometry.decode(encoded: encoded, into: buffer)
+                return try body(buffer)
+            }
+        }
         let page: UnsafePointer<Float>
         do { page = try pageCache.page(chunk: chunk, layer: layer) } catch StoreError.cacheBudgetExceeded {
             return try withScratchPage(chunk: chunk, layer: layer, body)  // more concurrent readers than pages
@@ -168,8 +200,34 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         return try body(page)
     }
 
+    /// The attention's chunk read: a q8/q4 page as its KIVI planes straight from the cache (no decode),
+    /// an f16 page or a session chunk as floats.
+    public func withStoredPage<R>(chunk: Int, layer: Int, _ body: (ArchivedPage) throws -> R) throws -> R {
+        guard cacheForm == .encoded, fusedReads, writer != nil || chunk < stored,
+              let bits = reader.geometry.quantizedBits, let paramBytes = reader.geometry.encodedParamBytes else {
+            return try withPage(chunk: chunk, layer: layer) { try body(.floats($0)) }
+        }
+        let pageCache = streaming ? streamCache : cache
+        let encoded: UnsafeRawPointer
+        do { encoded = try pageCache.encodedPage(chunk: chunk, layer: layer) } catch StoreError.cacheBudgetExceeded {
+            return try withScratchPage(chunk: chunk, layer: layer) { try body(.floats($0)) }
+        }
+        defer { pageCache.release(encoded: encoded) }
+        let g = reader.geometry
+        countLock.withLock { fusedCount += 1 }
+        return try body(.kivi(encoded: encoded, paramBytes: paramBytes, bits: bits, kvHeads: g.kvHeads, chunkSize: g.chunkSize))
+    }
+
     /// Decodes the page into a buffer of its own (kept for reuse, one per concurrent reader).
     private func withScratchPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
+        try withScratch { buffer in
+            try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer, count: reader.geometry.floatsPerPage))
+            return try body(buffer)
+        }
+    }
+
+    /// Runs `body` with a page-sized float buffer of its own (kept for reuse, one per concurrent reader).
+    private func withScratch<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) throws -> R {
         let floats = reader.geometry.floatsPerPage
         scratchLock.lock()
         let buffer: UnsafeMutablePointer<Float>
@@ -179,7 +237,6 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         }
         scratchLock.unlock()
         defer { scratchLock.lock(); freeScratch.append(buffer); scratchLock.unlock() }
-        try reader.readPage(chunk: chunk, layer: layer, into: UnsafeMutableBufferPointer(start: buffer, count: floats))
         return try body(buffer)
     }
 }

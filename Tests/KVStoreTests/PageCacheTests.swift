@@ -139,3 +139,61 @@ extension Locked where T == Int {
     func add(_ n: Int) { update { $0 += n } }
     func max(_ n: Int) { update { $0 = Swift.max($0, n) } }
 }
+
+/// The cache holding q8/q4 pages encoded (issue 13: the attention dequantizes them as it reads).
+@Suite("Page cache, encoded pages")
+struct EncodedPageCacheTests {
+    @Test(arguments: [KVPrecision.q8, .q4])
+    func encodedPagesDecodeToWhatReadPageGivesAndTakeTheirEncodedSize(precision: KVPrecision) throws {
+        let dir = makeTempDir("encoded-cache-\(precision)")
+        defer { cleanup(dir) }
+        let g = smallGeometry(precision, layers: 3, chunkSize: 48)
+        // Three full chunks and a partial one (its page zero-padded, mostly LZ4: both codecs are read).
+        try buildStore(at: dir, geometry: g, full: 3, partialTokens: 21)
+        let r = try StoreReader.open(at: dir)
+        let encodedBytes = try #require(g.encodedPageBytes)
+        #expect(try PageCache.pageBytes(g, form: .encoded) == encodedBytes)
+        #expect(try PageCache.pageBytes(g, form: .floats) == g.pageBytes)
+        // The same budget holds more encoded pages than decoded ones.
+        let budget = 3 * g.pageBytes
+        let floats = try PageCache(reader: r, budgetBytes: budget)
+        let cache = try PageCache(reader: r, budgetBytes: budget, form: .encoded)
+        #expect(floats.capacityPages == 3)
+        #expect(cache.capacityPages == budget / encodedBytes)
+        #expect(cache.capacityPages >= (precision == .q4 ? 5 : 3), "\(cache.capacityPages) pages of \(encodedBytes) bytes")
+        var decoded = [Float](repeating: .nan, count: g.floatsPerPage)
+        for round in 0..<2 {
+            for c in 0..<4 {
+                for l in 0..<g.layers {
+                    let want = try readAll(r, chunk: c, layer: l)
+                    try cache.withEncodedPage(chunk: c, layer: l) { bytes in
+                        #expect(bytes.count == encodedBytes)
+                        decoded.withUnsafeMutableBufferPointer { g.decode(encoded: bytes.baseAddress!, into: $0.baseAddress!) }
+                    }
+                    #expect(decoded.map(\.bitPattern) == want.map(\.bitPattern), "round \(round) chunk \(c) layer \(l)")
+                }
+            }
+        }
+        let s = cache.statistics
+        #expect(s.misses + s.hits == 24 && s.pinnedBytes == 0)
+        #expect(s.residentBytes == min(cache.capacityPages, 4 * g.layers) * encodedBytes && s.residentBytes <= budget)
+    }
+
+    @Test func damagedEncodedPageIsNamed() throws {
+        let dir = makeTempDir()
+        defer { cleanup(dir) }
+        let g = smallGeometry(.q4, layers: 2, chunkSize: 16)
+        try buildStore(at: dir, geometry: g, full: 2)
+        var bytes = readBytes(dir + "/pages")
+        bytes[bytes.count - 5] ^= 0x40  // inside the stored bytes of the last page (chunk 1, layer 1)
+        writeBytes(dir + "/pages", bytes)
+        let r = try StoreReader.open(at: dir)
+        let cache = try PageCache(reader: r, budgetBytes: 4 * g.pageBytes, form: .encoded)
+        try cache.withEncodedPage(chunk: 0, layer: 0) { _ in }
+        let e = errorText { try cache.withEncodedPage(chunk: 1, layer: 1) { _ in } }
+        #expect(e?.contains("/pages") == true && e?.contains("chunk 1 layer 1") == true, "\(e ?? "no error")")
+        // Nothing of the failed read stays pinned or cached.
+        #expect(cache.statistics.pinnedBytes == 0)
+        #expect(errorText { try cache.withEncodedPage(chunk: 1, layer: 1) { _ in } } != nil)
+    }
+}

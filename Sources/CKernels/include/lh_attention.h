@@ -32,6 +32,35 @@ void lh_attn_update_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
                         const float *Kt, const float *V, int32_t ldv, int32_t n, const int32_t *limit,
                         float scale, lh_softmax_state *state, float *acc, int32_t lda);
 
+/// One page of K/V in the store's KIVI encoding (arXiv 2402.02750, section 3; cstoresupport.h in
+/// CStoreSupport, Docs/STORE.md), as the page cache holds it: a parameter plane of IEEE-half {min, scale}
+/// pairs (key groups [G][ceil(w/64)][D]: one channel over 64 tokens; then value groups [G][w]: one
+/// token's row), then a code plane in the float page's order (keys [G][w/16][D][16] in the 16-key tiles
+/// above, values [G][w][D]); q8 one byte per code, q4 two (element 2i in the low nibble of byte i).
+/// Decoded value = min + code · scale (a product, then a sum).
+typedef struct {
+    const uint16_t *params;
+    const uint8_t *codes;
+    int32_t bits;     ///< 8 or 4
+    int32_t kvHeads;  ///< G
+    int32_t chunk;    ///< w, a multiple of 16
+} lh_kivi_page;
+
+/// lh_attn_update over KV head `g`'s keys [0, n) of an encoded page, dequantized inside the kernel one
+/// 16-key tile at a time (the tile's keys and the same 16 tokens' value rows, into 2·16·D floats of
+/// stack scratch consumed at once): the chunk's floats are never materialized. Bit-identical to
+/// decoding the page (cs_kivi_decode) and then calling lh_attn_update on it: the dequantized floats
+/// are the same, and every query folds the same tiles in the same order. n ≤ w; tiles past the
+/// largest limit are not decoded.
+void lh_attn_update_kivi(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                         const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                         float scale, lh_softmax_state *state, float *acc, int32_t lda);
+
+/// The plain C reference of lh_attn_update_kivi (scalar dequantization, lh_attn_update_ref per tile).
+void lh_attn_update_kivi_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                             const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                             float scale, lh_softmax_state *state, float *acc, int32_t lda);
+
 /// Stores key `k` (D floats) as key index j of a transposed-tile array.
 static inline void lh_store_key_tiled(float *Kt, int32_t D, int32_t j, const float *k) {
     float *t = Kt + (int64_t)(j / 16) * 16 * D + j % 16;
