@@ -192,3 +192,32 @@ extension Ask {
         }
     }
 }
+
+extension Summarize {
+    /// `summarize --corpus DIR`: each segment's store is asked `--instruction` in manifest order (one line
+    /// `SOURCE START:END: summary` each, one segment open at a time), then the summaries, as one document,
+    /// are summarized (`Overall: …`).
+    func summarizeCorpus(_ dir: String) throws {
+        try corpusGuarded {
+            let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
+            let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
+            let reader = try CorpusReader(corpus: Corpus(path: dir), pipeline: pipeline)
+            var parts = [String]()
+            for r in reader.manifest.segments {
+                let (session, logits) = try pipeline.open(store: reader.corpus.storePath(r.id), modelFile: model.file,
+                                                          then: pipeline.questionTokens(instruction, chat: r.chat, raw: false))
+                var text = ""
+                _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { text += $0 }
+                let line = text.split(whereSeparator: \.isNewline).joined(separator: " ").trimmingCharacters(in: .whitespaces)
+                try Output.line("\(r.source) \(r.start):\(r.end): \(line)")
+                parts.append(line)
+            }
+            try Output.write("Overall: ")
+            let doc = pipeline.documentTokens(parts.joined(separator: "\n\n"), chat: true).ids
+            try generate(prompt: doc + pipeline.questionTokens(instruction, chat: true, raw: false), pipeline: pipeline) {
+                try Output.write($0.replacingOccurrences(of: "\n", with: " "))
+            }
+            try Output.write("\n")
+        }
+    }
+}

@@ -172,6 +172,25 @@ private func sameCorpus(_ a: String, _ b: String) throws -> Bool {
         #expect(leftovers.allSatisfy { $0.hasSuffix(".lock") }, "\(leftovers)")
     }
 
+    @Test func summarizeCorpusWritesOneLinePerSegmentThenOverall() throws {
+        let model = try TinyModel().write(name: "corpus-sum")
+        let dir = temp("corpus-sum-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: model) }
+        let docs = try documents(in: dir + "/docs")
+        let c = dir + "/c"
+        let ingest = try run(["ingest", "--corpus", c, "--segment-tokens", "150", "--model", model] + Self.common + docs)
+        #expect(ingest.status == 0, "\(ingest.stderr)")
+        let segments = ingest.stdout.split(separator: "\n").count
+        let r = try run(["summarize", "--corpus", c, "--model", model, "--max-tokens", "6"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(lines.count == segments + 1, "\(r.stdout)")
+        #expect(lines.dropLast().allSatisfy { l in docs.contains { l.hasPrefix(Corpus.absolutePath($0) + " ") } }, "\(r.stdout)")
+        #expect(lines.last?.hasPrefix("Overall: ") == true)
+        let bad = try run(["summarize", "--corpus", c, "FILE", "--model", model])
+        #expect(bad.status == 64)
+    }
+
     @Test func damagedCorpusFilesAreNamedWithExit65() throws {
         let model = try TinyModel().write(name: "corpus-bad")
         let dir = temp("corpus-bad-\(UUID().uuidString.prefix(6))")
