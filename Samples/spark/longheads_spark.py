@@ -30,9 +30,14 @@ def json_lines(text):
 
 
 def spark_session(name, master):
+    """A session whose Python workers run this interpreter and can import this module."""
+    import sys
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
     b = SparkSession.builder.appName(name)
     if master:
         b = b.master(master)
     # Python workers are reused; the work happens in the longheads subprocess anyway.
-    return b.config("spark.ui.enabled", "false").getOrCreate()
+    spark = b.config("spark.ui.enabled", "false").getOrCreate()
+    spark.sparkContext.addPyFile(os.path.abspath(__file__))
+    return spark
