@@ -57,6 +57,13 @@ public final class CorpusIndex {
         public var chunk: Int
         /// Source file byte range.
         public var start: Int, end: Int
+        /// A chunk of segment `segment`.
+        public init(segment: Int, chunk: Int, start: Int, end: Int) {
+            self.segment = segment
+            self.chunk = chunk
+            self.start = start
+            self.end = end
+        }
     }
 
     /// A ranked chunk.

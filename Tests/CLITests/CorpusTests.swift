@@ -248,3 +248,42 @@ private func sameCorpus(_ a: String, _ b: String) throws -> Bool {
         #expect(ix2.status == 65 && ix2.stderr.contains(seg), "\(ix2.stderr)")
     }
 }
+
+/// The corpus index scores exactly as the plain BM25 of one store (`LexicalRetrieval`), its reference.
+@Suite struct CorpusIndexTests {
+    @Test func rankingEqualsLexicalRetrievalOverTheSameChunks() throws {
+        var rng = SplitMix(seed: 11)
+        let chunks: [[Int32]] = (0..<60).map { _ in (0..<(8 + Int(rng.next() % 40))).map { _ in Int32(rng.next() % 90) } }
+        var entries = [CorpusIndex.Entry]()
+        for i in chunks.indices {
+            let where_ = CorpusIndex.Chunk(segment: i % 3, chunk: i / 3, start: i * 100, end: i * 100 + 50)
+            entries.append(CorpusIndex.Entry(chunk: where_, tokens: chunks[i]))
+        }
+        let path = temp("corpus-index-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(CorpusIndex.build(entries: entries, segmentCount: 3, manifestCRC: 7)).write(to: URL(fileURLWithPath: path))
+        let index = try CorpusIndex(path: path)
+        #expect(index.chunkCount == 60 && index.segmentCount == 3 && index.manifestCRC == 7)
+        for _ in 0..<50 {
+            let query = (0..<(1 + Int(rng.next() % 8))).map { _ in Int32(rng.next() % 100) }
+            let got = try index.rank(query: query, limit: 10)
+            let want = LexicalRetrieval().rank(query: query, chunks: 0..<chunks.count, limit: 10) { chunks[$0] }
+            #expect(got.map(\.id) == want.map(\.chunk), "query \(query)")
+            for (g, w) in zip(got, want) { #expect(abs(g.score - w.score) < 1e-9) }
+            for g in got { #expect(g.chunk == entries[g.id].chunk) }
+        }
+    }
+}
+
+/// A small deterministic generator (SplitMix64).
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
