@@ -82,11 +82,14 @@ echo "spark-test: filter" >&2
 Q="Is this line about a dog?"
 mkdir -p "$work/local-filter"
 for f in "$work"/text/*; do
-  "$LH" filter --model "$MODEL" --threshold 0.3 "$Q" < "$f" > "$work/local-filter/$(basename "$f")"
+  "$LH" filter --model "$MODEL" --threshold 0.12 "$Q" < "$f" > "$work/local-filter/$(basename "$f")"
 done
 "$PY" Samples/spark/filter_dir.py --master 'local[2]' --input "$work/text" --output "$work/spark-filter" --model "$MODEL" \
-  --question "$Q" --partitions 3 --filter-arg=--threshold --filter-arg=0.3 > /dev/null 2> "$work/spark-filter.log" \
+  --question "$Q" --partitions 3 --filter-arg=--threshold --filter-arg=0.12 > /dev/null 2> "$work/spark-filter.log" \
   || { tail -20 "$work/spark-filter.log" >&2; exit 1; }
 diff -r "$work/local-filter" "$work/spark-filter"
+# SmolLM2-135M's P(yes) on these lines is 0.10–0.19: at 0.12 some lines pass and some do not.
+passed=$(cat "$work"/local-filter/* | wc -l)
+(( passed > 0 && passed < 9 )) || { echo "spark-test: $passed lines passed: the filter check is vacuous" >&2; exit 1; }
 echo "spark-test: filter outputs identical ($(cat "$work"/local-filter/* | wc -l) lines passed)" >&2
 echo "spark-test: ok ($(( $(date +%s) - t0 )) s)"
