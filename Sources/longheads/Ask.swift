@@ -53,6 +53,7 @@ struct Ask: ParsableCommand {
         try checkOption("segments", segments, 1...64)
         let expected = (store == nil && corpus == nil ? 1 : 0) + (questions == nil ? 1 : 0)
         guard inputs.count == expected else {
+            if corpus != nil { throw ValidationError("give one question: ask --corpus DIR QUESTION (or --questions Q.jsonl and no other argument)") }
             switch (store != nil, questions != nil) {
             case (true, true): throw ValidationError("with --store and --questions, give no other argument")
             case (true, false): throw ValidationError("give the question: ask --store DIR QUESTION")

@@ -239,6 +239,8 @@ private func sameCorpus(_ a: String, _ b: String) throws -> Bool {
         try expectRefused(["/index", "postings["])
         try index.write(to: URL(fileURLWithPath: c + "/index"))
         #expect(try run(ask).status == 0)
+        let usage = try run(["ask", "--corpus", c, "--model", model])
+        #expect(usage.status == 64 && usage.stderr.contains("ask --corpus DIR QUESTION"), "\(usage.stderr)")
         // Not a corpus: exit 66; a damaged segment record stops `corpus index` naming it.
         let none = try run(["ask", "--corpus", dir + "/docs", "--model", model, "Q?"])
         #expect(none.status == 66 && none.stderr.contains("not a corpus"), "\(none.stderr)")
