@@ -85,13 +85,19 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     /// Reads and validates `DIR/manifest`: every record, ids unique and in order, one model.
     public static func read(path: String) throws -> (Manifest, crc: UInt32) {
-        let payload = try SealedFile.read(path: path, magic: Corpus.manifestMagic)
+        // One read: the CRC an index is matched against is that of the very bytes decoded (the file may be
+        // replaced by a concurrent `corpus index` at any moment).
+        let raw: Data
+        do { raw = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw CorpusError.cannotRead(path: path, reason: ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription
+                                            ?? error.localizedDescription)
+        }
+        let payload = try raw.withUnsafeBytes { Array(try SealedFile.open($0, magic: Corpus.manifestMagic, path: path)) }
         let m: Manifest
         do { m = try JSONDecoder().decode(Manifest.self, from: Data(payload)) } catch {
             throw CorpusError.invalid(path: path, field: "payload", reason: "not a corpus manifest: \(jsonReason(error))")
         }
         try m.validate(path: path)
-        let raw = try Data(contentsOf: URL(fileURLWithPath: path))
         return (m, raw.withUnsafeBytes { crc32c($0) })
     }
 
