@@ -32,10 +32,12 @@ let package = Package(
         .target(name: "KVStore", dependencies: ["CLZ4", "CStoreSupport"], swiftSettings: optimized),
         // Documents: ingest into a store, open it, answer questions (LongHeads over KVStore).
         .target(name: "Pipeline", dependencies: ["GGUF", "Tokenization", "Model", "LongHeads", "Generation", "KVStore"]),
+        // Corpora: many segment stores, a manifest and a corpus-wide BM25 index; questions routed across them (Docs/CORPUS.md).
+        .target(name: "Corpus", dependencies: ["Pipeline", "KVStore", "CStoreSupport", "LongHeads", "Generation", "GGUF"]),
         .executableTarget(
             name: "longheads",
             dependencies: [
-                "GGUF", "Tokenization", "Model", "Generation", "ModelCache", "LongHeads", "KVStore", "Pipeline",
+                "GGUF", "Tokenization", "Model", "Generation", "ModelCache", "LongHeads", "KVStore", "Pipeline", "Corpus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Tiny generated GGUF models and a plain-float reference forward pass, shared by the test targets.
@@ -47,6 +49,6 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "LongHeads", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport",
                                                    "CStoreSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache", "Pipeline"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache", "Pipeline", "Corpus"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,5 +1,8 @@
 /// SHA-256 (FIPS 180-4), for model and tokenizer fingerprints in store headers.
-struct SHA256 {
+public struct SHA256 {
+    /// A fresh digest.
+    public init() {}
+
     private var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var buffer: [UInt8] = []
     private var length: UInt64 = 0
@@ -14,7 +17,8 @@ struct SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    mutating func update<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+    /// Adds bytes.
+    public mutating func update<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
         for b in bytes {
             buffer.append(b)
             length += 1
@@ -22,9 +26,11 @@ struct SHA256 {
         }
     }
 
-    mutating func update(_ s: String) { update(Array(s.utf8)); update([0]) }
+    /// Adds a string and a NUL (so that consecutive strings cannot run together).
+    public mutating func update(_ s: String) { update(Array(s.utf8)); update([0]) }
 
-    mutating func update(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { update(Array($0)) } }
+    /// Adds an integer as 8 little-endian bytes.
+    public mutating func update(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { update(Array($0)) } }
 
     private mutating func block() {
         var w = [UInt32](repeating: 0, count: 64)
@@ -47,7 +53,7 @@ struct SHA256 {
     }
 
     /// The digest (consumes a copy of the state).
-    func finalize() -> [UInt8] {
+    public func finalize() -> [UInt8] {
         var s = self
         let bits = length * 8
         s.update([0x80])

@@ -26,6 +26,8 @@ struct Ask: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(name: .long, help: "The store to read.") var store: String?
+    @Option(name: .long, help: "A corpus (Docs/CORPUS.md): route each question to the segments holding its best chunks.") var corpus: String?
+    @Option(name: .long, help: "With --corpus: segments opened per question (each answers; the first's answer is printed).") var segments: Int = 1
     @Option(name: .long, help: "A JSONL file of questions ('-' reads stdin): {\"id\": …, \"question\": \"…\"} per line.")
     var questions: String?
     @Argument(help: ArgumentHelp("QUESTION with --store; FILE QUESTION (or FILE with --questions) without.", valueName: "file-or-question"))
@@ -47,8 +49,11 @@ struct Ask: ParsableCommand {
         if let policy, SelectionPolicy(rawValue: policy) == nil {
             throw ValidationError("--policy must be one of \(SelectionPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let expected = (store == nil ? 1 : 0) + (questions == nil ? 1 : 0)
+        guard store == nil || corpus == nil else { throw ValidationError("give --store or --corpus, not both") }
+        try checkOption("segments", segments, 1...64)
+        let expected = (store == nil && corpus == nil ? 1 : 0) + (questions == nil ? 1 : 0)
         guard inputs.count == expected else {
+            if corpus != nil { throw ValidationError("give one question: ask --corpus DIR QUESTION (or --questions Q.jsonl and no other argument)") }
             switch (store != nil, questions != nil) {
             case (true, true): throw ValidationError("with --store and --questions, give no other argument")
             case (true, false): throw ValidationError("give the question: ask --store DIR QUESTION")
@@ -73,6 +78,7 @@ struct Ask: ParsableCommand {
             let batch = try questions.map { try loadQuestions(path: $0) }
             let single = questions == nil ? inputs.last : nil
             if let single, single.isEmpty { throw GenerationError.emptyPrompt }
+            if let corpus { return try answerCorpus(corpus, batch: batch, single: single) }
             if let store {
                 let (model, tokenizer) = try modelOptions.load(maxBatch: 256)
                 let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)

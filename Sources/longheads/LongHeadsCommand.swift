@@ -46,5 +46,5 @@ struct LongHeadsCommand: AsyncParsableCommand {
                   are removed (also those of crashed runs, at the next start)
               141 the reader of stdout went away (SIGPIPE): quiet stop
             """,
-        subcommands: [Generate.self, Ingest.self, Ask.self, Filter.self, Summarize.self, Verify.self, Tokenize.self, Bench.self, ModelCommand.self])
+        subcommands: [Generate.self, Ingest.self, Ask.self, Filter.self, Summarize.self, Verify.self, Tokenize.self, Bench.self, ModelCommand.self, CorpusCommand.self])
 }

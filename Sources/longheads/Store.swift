@@ -53,7 +53,16 @@ struct Ingest: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var lh: LongHeadsOptions
     @Argument(help: "The document ('-' reads stdin).") var input: String
-    @Option(name: .long, help: "Directory of the store to create (or to continue, with --resume).") var store: String
+    @Argument(help: "With --corpus: more documents.") var moreInputs: [String] = []
+    @Option(name: .long, help: "Directory of the store to create (or to continue, with --resume).") var store: String = ""
+    @Option(name: .long, help: "Add the documents as segments of the corpus DIR (Docs/CORPUS.md) instead of one --store.")
+    var corpus: String?
+    @Option(name: .long, help: "With --corpus: cut each document after paragraphs into segments of about N tokens.")
+    var segmentTokens: Int?
+    @Option(name: .long, help: "With --corpus: ingest only bytes START:END of the one FILE (a segment from `corpus plan`).")
+    var sourceRange: String?
+    @Flag(name: .long, help: "With --corpus: do not rebuild the manifest and index (run `corpus index DIR` once all tasks are done).")
+    var noIndex = false
     @Flag(name: .long, help: "Ingest the document as a plain text continuation instead of the opening of a chat user turn.")
     var raw = false
     @Flag(name: .long, help: "Continue an interrupted ingest of the same document into --store (a new store if there is none).")
@@ -65,9 +74,25 @@ struct Ingest: ParsableCommand {
     func validate() throws {
         guard ["auto", "tty", "json", "none"].contains(progress) else { throw ValidationError("--progress must be auto, tty, json or none") }
         try checkOption("read-block", readBlock, 1...(1 << 30))
+        if let corpus {
+            guard store.isEmpty, !resume else { throw ValidationError("--corpus takes no --store or --resume (an interrupted segment resumes by itself)") }
+            guard !corpus.isEmpty else { throw ValidationError("--corpus needs a directory") }
+            guard !(([input] + moreInputs).contains("-")) else { throw ValidationError("--corpus reads files, not standard input") }
+            if let segmentTokens { try checkOption("segment-tokens", segmentTokens, 16...(1 << 30)) }
+            if let sourceRange {
+                _ = try parseSourceRange(sourceRange)
+                guard moreInputs.isEmpty, segmentTokens == nil else { throw ValidationError("--source-range takes one FILE and no --segment-tokens") }
+            }
+        } else {
+            guard !store.isEmpty else { throw ValidationError("give --store DIR (or --corpus DIR)") }
+            guard moreInputs.isEmpty, segmentTokens == nil, sourceRange == nil, !noIndex else {
+                throw ValidationError("several documents, --segment-tokens, --source-range and --no-index need --corpus DIR")
+            }
+        }
     }
 
     func run() throws {
+        if let corpus { return try runCorpus(corpus, files: [input] + moreInputs) }
         let stop = StopRequest()
         defer { stop.cancel() }
         do {

@@ -36,6 +36,8 @@ struct Summarize: ParsableCommand {
     @Option(name: .long, help: "With FILE: ingest a long document into this new store and keep it (default: a temporary store). Without FILE: summarize this existing store.")
     var store: String?
     @Flag(name: .long, help: "One summary line per section, then an overall one.") var sections = false
+    @Option(name: .long, help: "Summarize a corpus (Docs/CORPUS.md): one line per segment, then one of those summaries.")
+    var corpus: String?
     @Option(name: .long, help: "Without headings, --sections cuts the document into parts of this many tokens.")
     var sectionTokens: Int = 768
     @Option(name: .long, help: "LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
@@ -59,6 +61,10 @@ struct Summarize: ParsableCommand {
         try checkOption("section-tokens", sectionTokens, 16...Limits.tokens.upperBound)
         if let p = parameters.problem { throw ValidationError(p) }
         try checkOption("memory-budget", memoryBudget, Limits.memoryBudgetMiB)
+        if corpus != nil {
+            guard input == nil, store == nil, !sections else { throw ValidationError("--corpus takes no FILE, --store or --sections") }
+            return
+        }
         switch (input, store) {
         case (nil, nil): throw ValidationError("give the document (FILE or -), or --store DIR of an ingested one")
         case (nil, _?) where sections: throw ValidationError("--sections needs the document text: give FILE")
@@ -69,6 +75,7 @@ struct Summarize: ParsableCommand {
     }
 
     func run() throws {
+        if let corpus { return try summarizeCorpus(corpus) }
         try guarded {
             guard let input else { return try summarizeStore(store!) }
             // --sections needs the text; otherwise the document is streamed (`summarizeWhole`).
