@@ -81,7 +81,7 @@ struct Ingest: ParsableCommand {
                 let reporter = ProgressReporter(mode: progress)
                 let clock = ContinuousClock()
                 let t0 = clock.now
-                let existing = FileManager.default.fileExists(atPath: store + "/header")
+                let existing = StoreReader.storeExists(at: store)
                 let summary: IngestSummary
                 if resume && existing {
                     summary = try pipeline.resume(source: source, store: store, modelFile: model.file, blockBytes: readBlock,
