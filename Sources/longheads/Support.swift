@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import GGUF
 import KVStore
@@ -50,6 +51,7 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as InputError: return fail(e.description, code: e.code)
     case let e as StoreError:
         return fail(e.description, code: e.isDiskFull ? Exit.ioError : e.isRefusedCreation ? Exit.cannotCreate : Exit.dataError)
+    case let e as EvaluationError: return fail(e.description, code: Exit.ioError)
     case let e as PipelineError:
         if case .cannotReadSource = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.dataError)
@@ -125,13 +127,6 @@ func readBytes(path: String) throws -> (bytes: [UInt8], name: String) {
         bytes += block[..<n]
     }
     return (bytes, source.name)
-}
-
-/// Peak resident set size of this process, in bytes (getrusage: kilobytes on Linux).
-func peakRSSBytes() -> Int {
-    var u = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &u)
-    return Int(u.ru_maxrss) * 1024
 }
 
 /// Options every model-using command takes.
