@@ -69,7 +69,7 @@ struct Ingest: ParsableCommand {
     }
 
     func run() throws {
-        let stop = StopRequest()
+        let stop = StopRequest { log("\nlongheads: stopping after the current chunk (again to quit at once)") }
         defer { stop.cancel() }
         do {
             try guarded {
@@ -108,54 +108,6 @@ struct Ingest: ParsableCommand {
             // The stop request was honoured: the message (logged by `guarded`) says how to resume.
             throw ExitCode(128 + stop.signalNumber)
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM during an ingest: the first asks the chunk loop to commit and stop; a second one
-/// ends the process at once (the committed chunks are safe either way).
-final class StopRequest: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var flag = false
-    private var received: Int32 = SIGINT
-
-    /// The signal that asked for the stop.
-    var signalNumber: Int32 {
-        lock.lock()
-        defer { lock.unlock() }
-        return received
-    }
-
-    init() {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { [self] in
-                lock.lock()
-                let again = flag
-                if !again { received = sig }
-                flag = true
-                lock.unlock()
-                if again { exit(128 + sig) }
-                log("\nlongheads: stopping after the current chunk (again to quit at once)")
-            }
-            s.resume()
-            sources.append(s)
-        }
-    }
-
-    /// Whether a stop was asked for.
-    func requested() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return flag
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
-        sources.removeAll()
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
     }
 }
 

@@ -87,30 +87,12 @@ struct InputError: Error, CustomStringConvertible {
     var code: Int32 = Exit.dataError
 }
 
-/// Decodes `data` as UTF-8, naming the first bad byte's offset if it is not.
-func decodeUTF8(_ data: Data, source: String) throws -> String {
-    if let s = String(data: data, encoding: .utf8) { return s }
-    // Find the offset of the first invalid sequence for the message.
-    var offset = 0
-    let bytes = [UInt8](data)
-    var it = bytes.makeIterator()
-    var decoder = UTF8()
-    loop: while true {
-        let before = offset
-        switch decoder.decode(&it) {
-        case .scalarValue(let s): offset += UTF8.width(s)
-        case .emptyInput: break loop
-        case .error: offset = before; break loop
-        }
-    }
-    throw InputError(description: "\(source): invalid UTF-8 at byte offset \(offset)")
-}
-
 /// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
 /// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
 func readText(path: String) throws -> String {
     let (bytes, name) = try readBytes(path: path)
-    return try decodeUTF8(Data(bytes), source: name)
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw PipelineError.invalidUTF8(name: name, offset: firstInvalidUTF8(bytes)) }
+    return text
 }
 
 /// Reads a whole file (or stdin for "-"); returns its bytes and its name for messages.
