@@ -62,6 +62,8 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "LongHeads", "Generation", "GGUF", "Tokenization", "ModelCache", "Kernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["longheads", "TestSupport", "GGUF", "ModelCache", "Pipeline", "Evaluation"], resources: [.copy("Fixtures")]),
+        // Docs/LIBRARY.md's example, against the library products only.
+        .testTarget(name: "LibraryExampleTests", dependencies: ["Pipeline", "GGUF", "Model", "Tokenization", "LongHeads", "TestSupport"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Pipeline", "TestSupport", "GGUF", "Tokenization", "Model", "LongHeads",
                                                             "Generation", "KVStore", "ModelCache"]),
     ]

@@ -20,16 +20,21 @@ public struct NiahConfiguration: Sendable {
     /// needle-chunk reads with plain attention, so its policy only names the store it writes).
     public static func selection(_ name: String) -> SelectionPolicy { SelectionPolicy(rawValue: name) ?? .quest }
 
+    /// Tasks, prompt lengths (tokens) and trials per (task, length).
     public var tasks: [NiahTask]
+    /// Prompt lengths in tokens.
     public var lengths: [Int]
+    /// Trials per task and length.
     public var trials: Int
     /// Depths cycled through; nil: a random depth per trial.
     public var depths: [Double]?
+    /// Seed: a trial's haystack depends on seed, task, length and trial only.
     public var seed: UInt64
     /// The answering policies (`policyNames`), in order.
     public var policies: [String]
     /// The policy that ingests (nil: the first of `policies`).
     public var ingestPolicy: String?
+    /// LongHeads chunk size, attention length and selective start (nil: the attention length).
     public var chunk: Int, attention: Int, selectiveFrom: Int?
     /// KV precision of the stores.
     public var precision: KVPrecision
@@ -63,7 +68,9 @@ public struct NiahBenchmark {
     /// Greedy continuation length: enough for a word or a seven-digit number and some slack.
     public static let maxAnswerTokens = 12
 
+    /// What runs.
     public let configuration: NiahConfiguration
+    /// The model that reads.
     public let pipeline: DocumentPipeline
     /// Directory of the trials' stores (removed after each trial).
     public let scratchDirectory: String
@@ -194,8 +201,11 @@ public struct NiahBenchmark {
 /// `bench passkey`: the passkey test per length, with the selection diagnostic (which heads selected the
 /// key's chunk at the answer step) and a length × depth grid for the heatmap.
 public struct PasskeyBenchmark {
+    /// Prompt lengths, trials per length, depths cycled through (nil: random) and the seed.
     public var lengths: [Int], trials: Int, depths: [Double]?, seed: UInt64
+    /// LongHeads parameters and KV precision of the stores.
     public var parameters: LongHeadsParameters, precision: KVPrecision
+    /// The model that reads.
     public let pipeline: DocumentPipeline
     /// Directory of the trials' stores (removed after each trial).
     public let scratchDirectory: String

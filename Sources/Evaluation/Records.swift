@@ -51,9 +51,13 @@ public func peakRSSBytes() -> Int {
 
 /// One trial of `bench passkey` (a JSON line).
 public struct PasskeyTrial: Encodable, Sendable {
+    /// The prompt length asked for and the prompt's tokens; the trial's index, key depth, key, continuation, outcome, seconds.
     public var length: Int, tokens: Int, trial: Int, depth: Double, key: Int, answer: String, correct: Bool, seconds: Double
+    /// The LongHeads parameters and KV precision, as printed.
     public var parameters: String, precision: String
+    /// The key line's token span and chunks, the answer's chunk, whether the key sits in a chunk every head reads.
     public var keySpan: [Int], keyChunk: Int, keyChunks: [Int], answerChunk: Int, keyInForcedChunk: Bool
+    /// Share of (layer, head) pairs whose selection at the answer step held the key's chunk (null: not observed), and per layer.
     public var selectionRecall: Nullable<Double>, selectionPerLayer: [Double]
     /// Heads per layer whose selection held the key chunk, for a log line ("9 9 3 0 …"; not in the JSON).
     public var countsLine: String = ""
@@ -66,18 +70,27 @@ public struct PasskeyTrial: Encodable, Sendable {
 
 /// The summary of one length of `bench passkey` (a JSON line).
 public struct PasskeySummary: Encodable, Sendable {
+    /// The length, correct trials, trials and their ratio.
     public var length: Int, correct: Int, trials: Int, accuracy: Double
+    /// The run's settings.
     public var parameters: String, chunk: Int, attention: Int, selectiveFrom: Int, precision: String, depths: DepthsField, seed: UInt64
+    /// Mean seconds per trial and the process's peak RSS.
     public var meanSecondsPerTrial: Double, peakRssBytes: Int
+    /// Mean selection recall of all trials, of the correct ones and of the missed ones (null: none).
     public var meanSelectionRecall: Nullable<Double>, meanSelectionRecallHits: Nullable<Double>, meanSelectionRecallMisses: Nullable<Double>
 }
 
 /// One trial of `bench niah` under one policy (a JSON line).
 public struct NiahTrial: Encodable, Sendable {
+    /// The task, length asked for, prompt tokens, tokens the policy read, trial index and needle depth.
     public var task: String, length: Int, tokens: Int, readTokens: Int, trial: Int, depth: Double
+    /// The answering and ingesting policies, parameters, precision and seed.
     public var policy: String, ingestPolicy: String, parameters: String, precision: String, seed: UInt64
+    /// The expected answer, the continuation, the outcome, and the seconds of ingest and of question + answer.
     public var expected: String, answer: String, correct: Bool, ingestSeconds: Double, askSeconds: Double
+    /// Selection recall at the answer step (null: not observed), per layer, and whether the needle sits in a chunk every head reads.
     public var selectionRecall: Nullable<Double>, selectionPerLayer: [Double], needleInForcedChunk: Bool
+    /// The needle's token span and chunks, the answer's chunk, the chunks shared by every head.
     public var needleSpan: [Int], needleChunks: [Int], answerChunk: Int, sharedChunks: [Int]
     /// Multikey: the asked key and the four keys in text order (absent for the other tasks).
     public var key: String?, keys: [String]?
@@ -93,10 +106,15 @@ public struct NiahTrial: Encodable, Sendable {
 
 /// The summary of one (task, length, policy) of `bench niah` (a JSON line, and a row of the text table).
 public struct NiahSummary: Encodable, Sendable {
+    /// The task, length, correct trials, trials, their ratio and the mean prompt tokens.
     public var task: String, length: Int, correct: Int, trials: Int, accuracy: Double, meanTokens: Double
+    /// The run's settings.
     public var policy: String, ingestPolicy: String, parameters: String, chunk: Int, attention: Int, selectiveFrom: Int
+    /// The run's settings.
     public var precision: String, seed: UInt64, depths: DepthsField
+    /// Mean seconds of ingest and of question + answer per trial, and the process's peak RSS.
     public var meanIngestSeconds: Double, meanAskSeconds: Double, peakRssBytes: Int
+    /// Mean selection recall of all trials, of the correct ones and of the missed ones (null: none).
     public var meanSelectionRecall: Nullable<Double>, meanSelectionRecallHits: Nullable<Double>, meanSelectionRecallMisses: Nullable<Double>
 
     /// The text-mode table: `header` (naming the parameters), then one row per summary.

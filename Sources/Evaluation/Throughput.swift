@@ -48,7 +48,9 @@ public enum ThroughputBenchmark {
 
     /// The JSON line of a throughput benchmark: the median of `times` and all of them.
     public struct Record: Encodable, Sendable {
+        /// Kind, tokens, median seconds, tokens per second, peak RSS, threads and model file name.
         public var bench: String, tokens: Int, seconds: Double, tokensPerSecond: Double, peakRssBytes: Int, threads: Int, model: String
+        /// Timed runs and the seconds of each.
         public var repetitions: Int, secondsAll: [Double]
 
         /// The record of `times` (non-empty) for `tokens` tokens.
