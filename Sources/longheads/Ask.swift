@@ -126,10 +126,9 @@ struct Ask: ParsableCommand {
         }
         for q in batch ?? [Question(id: 1, text: single ?? "", line: 0)] {
             let before = session.archive.cache.statistics
-            let tallies: ((SourceTally, SourceTally) throws -> Void)? = tallyOut.map { path in
-                { try appendTally(path, id: q.id, question: $0, answer: $1, reader: session.reader) }
-            }
-            let a = try session.ask(q.text, options: options, tallies: tallies) { piece in
+            // Appended after the answer is printed (a tally that cannot be written fails after the answer).
+            var counted: (question: SourceTally, answer: SourceTally)?
+            let a = try session.ask(q.text, options: options, tallies: tallyOut == nil ? nil : { counted = ($0, $1) }) { piece in
                 if batch == nil { try Output.write(piece) }
             }
             if batch == nil {
@@ -139,6 +138,9 @@ struct Ask: ParsableCommand {
                 let line = try jsonLine([("id", q.id), ("answer", a.text.trimmingCharacters(in: .whitespacesAndNewlines)),
                                          ("seconds", (a.seconds * 1000).rounded() / 1000), ("sources", a.sources.map(\.json))])
                 try Output.line(line)
+            }
+            if let tallyOut, let counted {
+                try appendTally(tallyOut, id: q.id, question: counted.question, answer: counted.answer, reader: session.reader)
             }
             if verbose {
                 let st = session.archive.cache.statistics
