@@ -23,6 +23,7 @@ public struct PasskeyGrid: Equatable {
     /// `cells[row][bin]`.
     public private(set) var cells: [[Cell]]
 
+    /// An empty grid of `lengths` rows and `bins` depth bins.
     public init(lengths: [Int], bins: Int = 10) {
         precondition(bins >= 1)
         self.lengths = lengths

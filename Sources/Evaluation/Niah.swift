@@ -59,6 +59,7 @@ public enum Haystack {
         "pretzel", "pumpkin", "raisin", "saffron", "sardine", "seashell", "telescope", "tomato", "trumpet", "tulip",
         "turnip", "walnut", "zucchini",
     ]
+    /// Filler names.
     public static let names = ["Mara", "Tobias", "Ines", "Rafael", "Greta", "Yusuf", "Lena", "Oskar", "Priya", "Daniel",
                         "Hana", "Felix", "Amara", "Jonas", "Sofia", "Milo", "Nadia", "Theo", "Elif", "Bruno"]
     /// Filler nouns; all pluralize with "s".
@@ -67,17 +68,24 @@ public enum Haystack {
                         "shovel", "clock", "jar", "map", "boot", "coin", "fence", "flag", "gate", "glove",
                         "helmet", "lamp", "net", "pillow", "plate", "ribbon", "saddle", "sack", "spoon", "stool",
                         "tent", "towel", "tray", "trunk", "violin", "whistle"]
+    /// Filler places.
     public static let places = ["harbor", "bakery", "library", "market", "train station", "old mill", "school", "post office",
                          "orchard", "workshop", "museum", "town hall", "ferry dock", "greenhouse", "barn", "stadium",
                          "hospital", "lighthouse", "bridge", "village square", "warehouse", "garden", "hotel", "chapel", "quarry"]
+    /// Filler verbs, past tense.
     public static let verbs = ["repaired", "painted", "moved", "cleaned", "measured", "polished", "inspected", "borrowed", "returned",
                         "wrapped", "carried", "sold", "weighed", "hid", "found", "sorted", "labeled", "stacked",
                         "photographed", "sketched"]
+    /// Filler adjectives.
     public static let adjectives = ["old", "heavy", "narrow", "bright", "wooden", "rusty", "tall", "quiet", "crooked", "dusty",
                              "small", "enormous", "faded", "shiny", "broken", "round", "sturdy", "pale", "wide", "clumsy"]
+    /// Filler colours.
     public static let colors = ["red", "blue", "green", "yellow", "grey", "white", "orange", "purple", "brown", "black"]
+    /// Filler materials (smells).
     public static let materials = ["smoke", "fresh paint", "bread", "wet wool", "pine", "soap", "tar", "coffee", "sawdust", "salt"]
+    /// Filler times of day.
     public static let times = ["noon", "dawn", "midnight", "sunset", "lunch", "breakfast", "the evening bell", "the first train"]
+    /// Filler weekdays.
     public static let weekdays = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
     /// Sentence templates; `{x}` slots are filled by `sentence(_:)`.
@@ -139,9 +147,11 @@ public enum Haystack {
 
     /// The prose needle and its question, for answer `word`.
     public static func proseNeedle(_ word: String) -> String { "The secret ingredient of the festival soup is \(word)." }
+    /// The prose question, in raw completion form.
     public static let proseQuestion = "What is the secret ingredient of the festival soup? The secret ingredient of the festival soup is"
     /// A multikey needle and its question.
     public static func multikeyNeedle(key: String, number: Int) -> String { "One of the special magic numbers for \(key) is: \(number)." }
+    /// The multikey question for `key`, in raw completion form.
     public static func multikeyQuestion(key: String) -> String { "What is the special magic number for \(key)? The special magic number for \(key) is" }
 
     /// Varied prose ending in `"\n" + question`, about `tokens` tokens long (it stops at the last sentence

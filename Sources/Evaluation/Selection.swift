@@ -13,6 +13,7 @@ public final class SelectionTally {
     /// Per layer: heads whose selection holds any of `keyChunks`; nil until that layer was observed.
     public private(set) var held: [Int?]
 
+    /// A tally of the heads of `layers` layers × `heads` holding any of `keyChunks` at `position`.
     public init(layers: Int, heads: Int, position: Int, keyChunks: ClosedRange<Int>) {
         self.layers = layers
         self.heads = heads
