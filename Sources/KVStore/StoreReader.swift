@@ -303,3 +303,11 @@ public final class StoreReader: @unchecked Sendable {
         return problems
     }
 }
+
+extension StoreReader {
+    /// Whether `path` holds a store, complete or not: its header file exists (nothing is checked; `open`
+    /// checks). An interrupted ingest leaves one, which `ingest --resume` continues.
+    public static func storeExists(at path: String) -> Bool {
+        access(joinPath(path, HeaderFile.name), F_OK) == 0
+    }
+}

@@ -110,25 +110,4 @@ extension DocumentPipeline {
     /// Neutral questions whose selections show which chunks heads pick whatever is asked (chunks that are
     /// generally salient); a question's citations are the chunks it selects more than these.
     public static let citationProbes = ["What is this document about?", "Summarize the text.", "What is the main point?"]
-
-    /// Opens the store, reads `question` (tokens from `questionTokens`) and tallies the selections of its tokens.
-    public func selectionTally(store path: String, reader: StoreReader, question: [Int32], policy: SelectionPolicy? = nil) throws -> SourceTally {
-        let info = try Self.storeInfo(reader)
-        let first = reader.chunkCount * info.chunkSize + info.tailTokens.count
-        let tally = SourceTally(parameters: info.parameters, storedChunks: reader.chunkCount, heads: model.config.heads,
-                                positions: first..<(first + question.count))
-        _ = try open(store: path, modelFile: model.file, then: question, policy: policy) { tally.install(on: $0) }
-        return tally
-    }
-
-    /// Mean per-chunk selection share of `citationProbes`: the baseline of `SourceTally.citations`.
-    public func citationBaseline(store path: String, reader: StoreReader, raw: Bool, policy: SelectionPolicy? = nil) throws -> [Double] {
-        let info = try Self.storeInfo(reader)
-        var mean = [Double](repeating: 0, count: reader.chunkCount)
-        for probe in Self.citationProbes {
-            let t = try selectionTally(store: path, reader: reader, question: questionTokens(probe, chat: info.chat, raw: raw), policy: policy)
-            for (c, s) in t.shares.enumerated() { mean[c] += s / Double(Self.citationProbes.count) }
-        }
-        return mean
-    }
 }

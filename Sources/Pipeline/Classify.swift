@@ -79,12 +79,7 @@ public final class YesNoClassifier {
         self.temporaryDirectory = temporaryDirectory
         self.chat = chat
         let tok = pipeline.tokenizer
-        func firstTokens(_ words: [String]) -> Set<Int32> { Set(words.compactMap { tok.encode($0).first }) }
-        let yes = firstTokens(["yes", "Yes", "YES", " yes", " Yes"])
-        let no = firstTokens(["no", "No", "NO", " no", " No"])
-        yesIDs = yes.subtracting(no).sorted()
-        noIDs = no.subtracting(yes).sorted()
-        guard !yesIDs.isEmpty, !noIDs.isEmpty else { throw ClassifierError.noYesNoTokens }
+        (yesIDs, noIDs) = try Self.answerTokens(tokenizer: tok)
         let q = question.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !q.isEmpty else { throw ClassifierError.emptyQuestion }
         let parts = template.replacingOccurrences(of: "\\n", with: "\n").components(separatedBy: "{text}")
@@ -200,7 +195,27 @@ public final class YesNoClassifier {
 
     /// σ(logsumexp(yes) − logsumexp(no)): the renormalized probability of the yes tokens against the no tokens.
     func yesProbability(_ logits: UnsafeBufferPointer<Float>) -> Double {
-        1 / (1 + exp(-logOdds(logits)))
+        Self.yesProbability(logits, yes: yesIDs, no: noIDs)
+    }
+
+    /// The first tokens of the "yes" answers ("yes", "Yes", " yes", …) and of the "no" answers, none shared.
+    public static func answerTokens(tokenizer tok: Tokenizer) throws -> (yes: [Int32], no: [Int32]) {
+        func firstTokens(_ words: [String]) -> Set<Int32> { Set(words.compactMap { tok.encode($0).first }) }
+        let yes = firstTokens(["yes", "Yes", "YES", " yes", " Yes"])
+        let no = firstTokens(["no", "No", "NO", " no", " No"])
+        let answers = (yes: yes.subtracting(no).sorted(), no: no.subtracting(yes).sorted())
+        guard !answers.yes.isEmpty, !answers.no.isEmpty else { throw ClassifierError.noYesNoTokens }
+        return answers
+    }
+
+    /// σ(logsumexp(yes) − logsumexp(no)) of next-token `logits` for the answer tokens `yes` and `no`.
+    public static func yesProbability(_ logits: UnsafeBufferPointer<Float>, yes: [Int32], no: [Int32]) -> Double {
+        func lse(_ ids: [Int32]) -> Double {
+            let v = ids.map { Double(logits[Int($0)]) }
+            let m = v.max()!
+            return m + log(v.reduce(0) { $0 + exp($1 - m) })
+        }
+        return 1 / (1 + exp(-(lse(yes) - lse(no))))
     }
 
     /// logsumexp(yes) − logsumexp(no) of the next-token logits.

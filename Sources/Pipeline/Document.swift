@@ -13,6 +13,8 @@ public enum PipelineError: Error, CustomStringConvertible {
     case staleSummary(path: String, version: Int)
     /// The document to ingest has no bytes.
     case emptySource(name: String)
+    /// The document holds nothing but whitespace (nothing to summarize).
+    case blankDocument(name: String)
     /// The document could not be opened or read.
     case cannotReadSource(name: String, reason: String)
     /// The document is not UTF-8: the first bad sequence starts at byte `offset`.
@@ -36,6 +38,7 @@ public enum PipelineError: Error, CustomStringConvertible {
         case .staleSummary(let p, let v):
             "\(p): chunk summaries of version \(v); this longheads reads version \(ChunkSummaryLayout.version): ingest the document again"
         case .emptySource(let n): "\(n): the document is empty (0 bytes): nothing to ingest"
+        case .blankDocument(let n): "\(n): the document is empty"
         case .cannotReadSource(let n, let r): "\(n): cannot read the document: \(r)"
         case .invalidUTF8(let n, let o): "\(n): invalid UTF-8 at byte offset \(o)"
         case .sourceChanged(let p, let c, let r):
@@ -254,47 +257,9 @@ public struct DocumentPipeline {
     public func open(store path: String, modelFile: GGUFFile, then extra: [Int32], policy: SelectionPolicy? = nil,
                      question: Bool = false, diagnosisChunks: [Int]? = nil,
                      prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (Session, UnsafeBufferPointer<Float>) {
-        let reader = try StoreReader.open(at: path, expectedModelFingerprint: modelFingerprint(modelFile))
-        let info = try StoreInfo.decode(reader.header.blob, path: path, header: reader.header, vocabularySize: model.config.vocabSize)
-        try info.checkSummaryVersion(path: path)
-        guard geometry(info.parameters, precision: reader.geometry.precision) == reader.geometry else {
-            throw PipelineError.badStoreInfo(path: path, reason: "its layout (\(reader.geometry)) is not this model's")
-        }
-        guard info.complete != false else { throw PipelineError.incompleteStore(path: path, chunks: reader.chunkCount) }
-        var parameters = info.parameters
-        if let policy {
-            parameters.policy = policy
-            if policy.needsFullSummary && parameters.summary != .full { throw PipelineError.policyNeedsFullSummary(path: path, policy: policy) }
-        }
-        let archive = try StoreArchive(reader: reader, budgetBytes: budgetBytes)
-        let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
-        prepare(attention)
-        archive.streaming = true
-        defer { archive.streaming = false }
-        let feed = info.tailTokens + extra
-        guard !feed.isEmpty else { throw PipelineError.emptyDocument }
-        // Where the question starts, when it brings retrieved chunks: blocks are cut there.
-        var shared = [Int]()
-        if question {
-            if let diagnosisChunks {
-                shared = diagnosisChunks
-            } else if parameters.policy == .questLexical {
-                shared = try retrieve(question: extra, reader: reader, info: info).map(\.chunk)
-            }
-        }
-        let switchAt = shared.isEmpty ? feed.count : info.tailTokens.count
-        var pos = reader.chunkCount * info.chunkSize
-        var logits = UnsafeBufferPointer<Float>(start: nil, count: 0)
-        var i = 0
-        while i < feed.count {
-            if i == switchAt { attention.sharedChunks = shared }
-            // Blocks never cross more than one chunk boundary, nor the start of a question.
-            let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize, i < switchAt ? switchAt - i : .max)
-            logits = try model.forward(feed[i..<(i + n)], start: pos, attention: attention, logits: i + n == feed.count ? .last : .none)
-            pos += n
-            i += n
-        }
-        return (Session(info: info, archive: archive, attention: attention, position: pos), logits)
+        // A session of one question; `DocumentSession` keeps the store open for many.
+        try DocumentSession(pipeline: self, store: path, modelFile: modelFile)
+            .open(then: extra, policy: policy, question: question, diagnosisChunks: diagnosisChunks, prepare: prepare)
     }
 
     /// Chunks retrieved for a question (`LexicalRetrieval`), best first: `retrievedChunks` of the archived
@@ -302,10 +267,15 @@ public struct DocumentPipeline {
     /// previous chunk, are in every head's view anyway). Only document tokens count: in a chat store the
     /// template that opens it (system turn) is skipped, else questions would retrieve the system prompt.
     public func retrieve(question: [Int32], reader: StoreReader, info: StoreInfo) throws -> [LexicalRetrieval.Match] {
-        let candidates = 1..<max(1, reader.chunkCount - 1)
+        try retrieve(question: question, chunkCount: reader.chunkCount, info: info) { try reader.tokens(ofChunk: $0) }
+    }
+
+    /// `retrieve`, with the stored chunks' tokens from `tokens` (a session reads them once).
+    func retrieve(question: [Int32], chunkCount: Int, info: StoreInfo, tokens: (Int) throws -> [Int32]) throws -> [LexicalRetrieval.Match] {
+        let candidates = 1..<max(1, chunkCount - 1)
         let opening = info.chat ? ChatTemplate.userTurnOpening(tokenizer: tokenizer).count : 0
         return try LexicalRetrieval().rank(query: question, chunks: candidates, limit: Self.retrievedChunks) { j in
-            Array(try reader.tokens(ofChunk: j).dropFirst(max(0, opening - j * info.chunkSize)))
+            Array(try tokens(j).dropFirst(max(0, opening - j * info.chunkSize)))
         }
     }
 

@@ -161,6 +161,17 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         }
     }
 
+    /// Forgets the chunks completed since the store was opened (a question's and its answer's), so that the
+    /// next question starts from the committed document again. The reader, its checked page table, the
+    /// layer-major feature copy and the decoded pages in `cache` are kept: they do not change (`DocumentSession`).
+    public func discardSessionChunks() {
+        precondition(writer == nil, "an ingest's archive has no session chunks")
+        sessionFeatures.forEach { $0.deallocate() }
+        sessionFeatures.removeAll()
+        sessionPages.removeAll()
+        streaming = false
+    }
+
     public func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws {
         if let writer {
             let next = nextChunk ?? ([], 0..<0)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import Generation
 import KVStore
@@ -111,65 +112,48 @@ struct Ask: ParsableCommand {
         }
     }
 
-    /// Answers the single question (plain text) or every question of the batch (JSON lines) from `store`.
+    /// Answers the single question (plain text) or every question of the batch (JSON lines) from `store`,
+    /// opened once (`DocumentSession`): every question starts from the committed document.
     func answer(store: String, pipeline: DocumentPipeline, batch: [Question]?, single: String?) throws {
-        let reader = try StoreReader.open(at: store)
-        let info = try DocumentPipeline.storeInfo(reader)
-        let clock = ContinuousClock()
+        let session = try DocumentSession(pipeline: pipeline, store: store)
         let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
         // Stores ingested before `quest-lexical` became the default record `quest`: the same data, but their
         // questions retrieve nothing unless asked to (Docs/SELECTION.md: 14/20 right clauses against 5/20).
-        if selectionPolicy == nil && info.parameters.policy == .quest {
+        if selectionPolicy == nil && session.info.parameters.policy == .quest {
             log("ask: \(store) was ingested with policy=quest, which does not retrieve the question's chunk; "
                 + "--policy quest-lexical adds retrieval on the same store")
         }
         let cite = sources > 0 && (batch != nil || verbose)
-        // Which chunks heads pick whatever is asked: measured once, subtracted from every question's tally.
-        let tb = clock.now
-        let baseline = cite ? try pipeline.citationBaseline(store: store, reader: reader, raw: raw, policy: selectionPolicy) : []
-        if verbose && cite { log(String(format: "ask: citation baseline (%d probes) in %.3f s", DocumentPipeline.citationProbes.count, (clock.now - tb).seconds)) }
+        let options = AskOptions(maxTokens: maxTokens, raw: raw, policy: selectionPolicy, sources: cite ? sources : 0)
+        if verbose && cite {
+            let clock = ContinuousClock(), tb = clock.now
+            _ = try session.citationBaseline(raw: raw, policy: selectionPolicy)
+            log(String(format: "ask: citation baseline (%d probes) in %.3f s", DocumentPipeline.citationProbes.count, (clock.now - tb).seconds))
+        }
         for q in batch ?? [Question(id: 1, text: single ?? "", line: 0)] {
-            let t0 = clock.now
-            let ids = pipeline.questionTokens(q.text, chat: info.chat, raw: raw)
-            // Citations come from the selections made while the question is read (through its last token, whose
-            // selection yields the first answer token): measured on Samples/ contracts, they find the clause that
-            // holds the answer far more often than the selections of the answer's own decode steps.
-            let first = reader.chunkCount * info.chunkSize + info.tailTokens.count
-            let tally = SourceTally(parameters: info.parameters, storedChunks: reader.chunkCount, heads: pipeline.model.config.heads,
-                                    positions: first..<(first + ids.count))
-            let answerTally = SourceTally(parameters: info.parameters, storedChunks: reader.chunkCount,
-                                          heads: pipeline.model.config.heads, positions: (first + ids.count - 1)..<Int.max)
-            // A fresh session per question: every question starts from the document alone. Opening costs
-            // the tail (< one chunk) and the question; the model and the mapped store files are shared.
-            let (session, logits) = try pipeline.open(store: store, modelFile: pipeline.model.file, then: ids, policy: selectionPolicy, question: true) { attention in
-                attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
-                    tally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
-                    if tallyOut != nil {
-                        answerTally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
-                    }
-                }
+            let before = session.archive.cache.statistics
+            // Appended after the answer is printed (a tally that cannot be written fails after the answer).
+            var counted: (question: SourceTally, answer: SourceTally)?
+            let a = try session.ask(q.text, options: options, tallies: tallyOut == nil ? nil : { counted = ($0, $1) }) { piece in
+                if batch == nil { try Output.write(piece) }
             }
-            let t1 = clock.now
-            var text = ""
-            let tokens = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: .greedy) { piece in
-                if batch == nil { try Output.write(piece) } else { text += piece }
-            }
-            let cited = cite ? try tally.citations(reader: reader, baseline: baseline, top: sources) : []
-            let seconds = (clock.now - t0).seconds
             if batch == nil {
                 try Output.write("\n")
-                if cite { log("sources: " + (try jsonLine([("sources", cited.map(\.json))]))) }
+                if cite { log("sources: " + (try jsonLine([("sources", a.sources.map(\.json))]))) }
             } else {
-                let line = try jsonLine([("id", q.id), ("answer", text.trimmingCharacters(in: .whitespacesAndNewlines)),
-                                         ("seconds", (seconds * 1000).rounded() / 1000), ("sources", cited.map(\.json))])
+                let line = try jsonLine([("id", q.id), ("answer", a.text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                                         ("seconds", (a.seconds * 1000).rounded() / 1000), ("sources", a.sources.map(\.json))])
                 try Output.line(line)
             }
-            if let tallyOut { try appendTally(tallyOut, id: q.id, question: tally, answer: answerTally, reader: reader) }
+            if let tallyOut, let counted {
+                try appendTally(tallyOut, id: q.id, question: counted.question, answer: counted.answer, reader: session.reader)
+            }
             if verbose {
                 let st = session.archive.cache.statistics
                 log(String(format: "ask: %@; open+question %.3f s, %d answer tokens in %.3f s; cache hits %d misses %d; peak RSS %d MiB",
-                           session.info.parameters.description, (t1 - t0).seconds, tokens.count, (clock.now - t1).seconds,
-                           st.hits, st.misses, peakRSSBytes() >> 20))
+                           session.info.parameters.description,
+                           a.openSeconds, a.tokens, a.seconds - a.openSeconds, st.hits - before.hits, st.misses - before.misses,
+                           peakRSSBytes() >> 20))
             }
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import Generation
 import Model
@@ -21,28 +22,10 @@ struct Bench: ParsableCommand {
         }
     }
 
-    /// Token ids of ordinary English text, repeated to `count` tokens, so that the benchmark runs real data.
-    static func sampleTokens(_ count: Int, tokenizer: (String) -> [Int32]) -> [Int32] {
-        let text = """
-            The lighthouse keeper climbed the spiral stairs every evening at dusk. From the gallery he could see \
-            the whole bay: the fishing boats returning, the ferry to the island, and far out, the dark line where \
-            the weather was coming from. He wrote the wind speed in a small notebook, then lit the lamp.
-            """
-        let ids = tokenizer(text)
-        return (0..<count).map { ids[$0 % ids.count] }
-    }
-
-    static func report(kind: String, tokens: Int, times: [Double], threads: Int, model: String, extra: [String: Any] = [:]) throws {
-        let sorted = times.sorted()
-        let median = sorted[sorted.count / 2]
-        var o: [String: Any] = [
-            "bench": kind, "tokens": tokens, "seconds": median, "tokens_per_second": Double(tokens) / median,
-            "peak_rss_bytes": peakRSSBytes(), "threads": threads, "model": model,
-            "repetitions": times.count, "seconds_all": times,
-        ]
-        o.merge(extra) { a, _ in a }
-        let data = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
-        try Output.line(String(decoding: data, as: UTF8.self))
+    /// Prints one throughput record (`ThroughputBenchmark.Record`).
+    static func report(kind: String, tokens: Int, times: [Double], model: LlamaModel) throws {
+        try Output.line(try jsonLine(ThroughputBenchmark.Record(bench: kind, tokens: tokens, times: times, threads: model.pool.threads,
+                                                                model: (model.file.path as NSString).lastPathComponent)))
     }
 
     struct Prefill: ParsableCommand {
@@ -55,18 +38,9 @@ struct Bench: ParsableCommand {
         func run() throws {
             try guarded {
                 let (model, tok) = try common.modelOptions.load(maxBatch: tokens)
-                let ids = Bench.sampleTokens(tokens) { tok.encode($0) }
-                let attention = DenseAttention(config: model.config, capacity: tokens, pool: model.pool)
-                var times = [Double]()
-                let clock = ContinuousClock()
-                for r in 0..<(common.warmup + common.repetitions) {
-                    let t0 = clock.now
-                    _ = try model.forward(ids[...], start: 0, attention: attention, logits: .last)
-                    let dt = (clock.now - t0).seconds
-                    if r >= common.warmup { times.append(dt) }
-                }
-                try Bench.report(kind: "prefill", tokens: tokens, times: times, threads: model.pool.threads,
-                             model: (model.file.path as NSString).lastPathComponent)
+                let ids = ThroughputBenchmark.sampleTokens(tokens) { tok.encode($0) }
+                let times = try ThroughputBenchmark.prefill(model, ids: ids, warmup: common.warmup, repetitions: common.repetitions)
+                try Bench.report(kind: "prefill", tokens: tokens, times: times, model: model)
             }
         }
     }
@@ -81,22 +55,9 @@ struct Bench: ParsableCommand {
         func run() throws {
             try guarded {
                 let (model, tok) = try common.modelOptions.load(maxBatch: 1)
-                let attention = DenseAttention(config: model.config, capacity: tokens + 1, pool: model.pool)
-                var times = [Double]()
-                let clock = ContinuousClock()
-                let first = tok.bosID ?? 1
-                for r in 0..<(common.warmup + common.repetitions) {
-                    var next = first
-                    let t0 = clock.now
-                    for i in 0..<tokens {
-                        let logits = try model.forward([next], start: i, attention: attention, logits: .last)
-                        next = Sampler.argmax(logits)
-                    }
-                    let dt = (clock.now - t0).seconds
-                    if r >= common.warmup { times.append(dt) }
-                }
-                try Bench.report(kind: "decode", tokens: tokens, times: times, threads: model.pool.threads,
-                             model: (model.file.path as NSString).lastPathComponent)
+                let times = try ThroughputBenchmark.decode(model, first: tok.bosID ?? 1, tokens: tokens, warmup: common.warmup,
+                                                           repetitions: common.repetitions)
+                try Bench.report(kind: "decode", tokens: tokens, times: times, model: model)
             }
         }
     }

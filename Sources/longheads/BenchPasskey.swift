@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import Generation
 import LongHeads
@@ -30,59 +31,6 @@ struct BenchPasskey: ParsableCommand {
     @Option(name: .long, help: "Write a length × depth accuracy heatmap here (SVG), rewritten after each length.") var plot: String?
     @Flag(name: .long, help: "One JSON line per trial and per length.") var json = false
 
-    static let task = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there."
-    static let filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-    static let question = "What is the pass key? The pass key is"
-
-    /// Parses "8k" / "16384".
-    static func parseLength(_ s: Substring) -> Int? {
-        let t = s.lowercased().trimmingCharacters(in: .whitespaces)
-        // Bounded (Limits.tokens) before multiplying: "9999999999999999k" must not overflow.
-        if t.hasSuffix("k"), let v = Int(t.dropLast()), v > 0, v <= Limits.tokens.upperBound / 1024 { return v * 1024 }
-        guard let v = Int(t), Limits.tokens.contains(v) else { return nil }
-        return v
-    }
-
-    /// A generated passkey prompt and where its key line sits in its tokens.
-    struct Prompt {
-        var text: String
-        var ids: [Int32]
-        /// Token span of the key line in `ids` (a boundary token shared with the filler counts as key).
-        var keySpan: Range<Int>
-        /// Index in `ids` of the question's first token (its leading newline): the document ends before it.
-        var questionStart: Int
-    }
-
-    /// A prompt of about `tokens` tokens with the key at `depth` (share of filler before it), filler cut at
-    /// a token boundary as in the reference.
-    static func prompt(tokens: Int, depth: Double, key: Int, tokenizer: Tokenizer) -> Prompt {
-        let keyLine = "The pass key is \(key). Remember it. \(key) is the pass key."
-        let fixed = tokenizer.encode(task + "\n" + "\n" + keyLine + "\n" + "\n" + question).count
-        let fillerTokens = max(0, tokens - fixed)
-        // Joined, a repetition takes one token less than `unit` (the space goes with the next word), so
-        // grow until the filler covers `fillerTokens` (a longer repetition keeps the same leading tokens).
-        let unit = tokenizer.encode(filler + " ")
-        var reps = fillerTokens / max(1, unit.count) + 2
-        var ids = tokenizer.encode(Array(repeating: filler, count: reps).joined(separator: " "))
-        while ids.count < fillerTokens + 1 {
-            reps += reps / 8 + 2
-            ids = tokenizer.encode(Array(repeating: filler, count: reps).joined(separator: " "))
-        }
-        let before = Int(Double(fillerTokens) * depth)
-        let pre = tokenizer.decode(Array(ids[0..<before]))
-        let post = tokenizer.decode(Array(ids[0..<(fillerTokens - before)]))
-        let head = [task, pre].joined(separator: "\n") + "\n"
-        let text = head + [keyLine, post, question].joined(separator: "\n")
-        let all = tokenizer.encode(text)
-        // The key line's tokens: where the encodings of the text up to it and through it stop agreeing
-        // with the whole prompt's (a token merged across the boundary is counted as the key's).
-        let start = commonPrefixCount(all, tokenizer.encode(head))
-        let end = max(start + 1, commonPrefixCount(all, tokenizer.encode(head + keyLine)))
-        let document = head + [keyLine, post].joined(separator: "\n")
-        return Prompt(text: text, ids: all, keySpan: start..<min(end, all.count),
-                      questionStart: commonPrefixCount(all, tokenizer.encode(document)))
-    }
-
     func validate() throws {
         try checkOption("trials", trials, Limits.repetitions)
         guard !lengthList.isEmpty, lengthList.count == lengths.split(separator: ",").count else {
@@ -94,82 +42,25 @@ struct BenchPasskey: ParsableCommand {
         if let plot, plot.isEmpty { throw ValidationError("--plot: give a file name") }
     }
 
-    var lengthList: [Int] { lengths.split(separator: ",").compactMap(Self.parseLength) }
+    var lengthList: [Int] { lengths.split(separator: ",").compactMap(Passkey.parseLength) }
 
     func run() throws {
         try guarded {
             let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
             let parameters = lh.parameters
-            let depthList = depths.flatMap { DepthSchedule.parse($0) }
-            var rng = SeededGenerator(seed: seed)
-            let list = lengthList
-            var grid = PasskeyGrid(lengths: list)
-            let (L, H) = (model.config.layers, model.config.heads)
-            for length in list {
-                var hits = 0
-                var seconds = 0.0
-                var recalls = [Double](), hitRecalls = [Double](), missRecalls = [Double]()
-                for t in 0..<trials {
-                    // Draw the random depth even when --depths is given, so a seed gives the same keys either way.
-                    let randomDepth = Double(rng.next() % 1000) / 1000
-                    let depth = DepthSchedule.depth(trial: t, depths: depthList, random: randomDepth)
-                    let key = 10000 + Int(rng.next() % 90000)
-                    let p = Self.prompt(tokens: length, depth: depth, key: key, tokenizer: tokenizer)
-                    let last = p.ids.count - 1
-                    let keyChunks = SelectionTally.chunks(of: p.keySpan, chunkSize: parameters.chunkSize)
-                    let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: keyChunks)
-                    let dir = TemporaryStores.directory + "longheads-passkey-\(getpid())-\(t)"
-                    defer { try? FileManager.default.removeItem(atPath: dir) }
-                    let clock = ContinuousClock()
-                    let t0 = clock.now
-                    let (session, logits) = try pipeline.run(prompt: p.ids, questionStart: p.questionStart, storeAt: dir, modelFile: model.file,
-                                                             parameters: parameters, precision: lh.kvPrecision, chat: false) { attention in
-                        attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
-                    }
-                    // Only the answer step is diagnosed; the answer tokens' selections are not.
-                    session.attention.selectionObserver = nil
-                    var answer = ""
-                    _ = try pipeline.answer(session: session, first: logits, maxTokens: 10, sampling: .greedy) { answer += $0 }
-                    let elapsed = (clock.now - t0).seconds
-                    seconds += elapsed
-                    let ok = answer.contains(String(key))
-                    if ok { hits += 1 }
-                    grid.record(length: length, depth: depth, correct: ok)
-                    let forced = SelectionTally.inForcedChunks(keyChunks, position: last, parameters: parameters)
-                    let recall: Double? = tally.complete ? tally.recall : nil
-                    if let recall {
-                        recalls.append(recall)
-                        if ok { hitRecalls.append(recall) } else { missRecalls.append(recall) }
-                    }
-                    if json {
-                        let o: [String: Any] = [
-                            "length": length, "tokens": p.ids.count, "trial": t, "depth": depth, "key": key, "answer": answer,
-                            "correct": ok, "seconds": elapsed, "parameters": parameters.description, "precision": lh.precision,
-                            "key_span": [p.keySpan.lowerBound, p.keySpan.upperBound], "key_chunk": keyChunks.lowerBound,
-                            "key_chunks": Array(keyChunks), "answer_chunk": last / parameters.chunkSize,
-                            "key_in_forced_chunk": forced, "selection_recall": recall ?? NSNull(),
-                            "selection_per_layer": tally.perLayer,
-                        ]
-                        try Output.line(try jsonLine(o))
-                    } else {
-                        log(String(format: "passkey %d tokens depth %.2f: %@ (%@)", p.ids.count, depth, ok ? "ok" : "MISS",
-                                   answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")))
-                        log(String(format: "  selection: key chunk %@ of %d%@, recall %.2f, heads/%d per layer: %@",
-                                   keyChunks.count == 1 ? "\(keyChunks.lowerBound)" : "\(keyChunks.lowerBound)-\(keyChunks.upperBound)",
-                                   last / parameters.chunkSize + 1, forced ? " (forced)" : "", tally.recall, H, tally.countsLine))
-                    }
-                }
-                let line: [String: Any] = [
-                    "length": length, "correct": hits, "trials": trials, "accuracy": Double(hits) / Double(trials),
-                    "parameters": parameters.description, "chunk": parameters.chunkSize, "attention": parameters.attentionLength,
-                    "selective_from": parameters.beginSelective, "precision": lh.precision,
-                    "depths": depthList.map { $0 as Any } ?? "random", "seed": seed,
-                    "mean_seconds_per_trial": seconds / Double(trials), "peak_rss_bytes": peakRSSBytes(),
-                    "mean_selection_recall": mean(recalls) ?? NSNull(),
-                    "mean_selection_recall_hits": mean(hitRecalls) ?? NSNull(),
-                    "mean_selection_recall_misses": mean(missRecalls) ?? NSNull(),
-                ]
+            let H = model.config.heads
+            let bench = PasskeyBenchmark(lengths: lengthList, trials: trials, depths: depths.flatMap { DepthSchedule.parse($0) }, seed: seed,
+                                         parameters: parameters, precision: lh.kvPrecision, pipeline: pipeline,
+                                         scratchDirectory: TemporaryStores.directory)
+            try bench.run(trial: { t in
+                if json { return try Output.line(try jsonLine(t)) }
+                log(String(format: "passkey %d tokens depth %.2f: %@ (%@)", t.tokens, t.depth, t.correct ? "ok" : "MISS",
+                           t.answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")))
+                let chunks = t.keyChunks.count == 1 ? "\(t.keyChunk)" : "\(t.keyChunk)-\(t.keyChunks.last!)"
+                log(String(format: "  selection: key chunk %@ of %d%@, recall %.2f, heads/%d per layer: %@",
+                           chunks, t.answerChunk + 1, t.keyInForcedChunk ? " (forced)" : "", t.selectionRecall.value ?? 0, H, t.countsLine))
+            }, summary: { line, grid in
                 try Output.line(try jsonLine(line))
                 if let plot {
                     let title = "Passkey accuracy, \(parameters.description) precision=\(lh.precision)"
@@ -177,12 +68,7 @@ struct BenchPasskey: ParsableCommand {
                         + "\(trials) trials per length, depths \(depths ?? "random"), seed \(seed)"
                     try writeAtomically(renderHeatmapSVG(grid: grid, title: title, subtitle: subtitle), to: plot)
                 }
-            }
+            })
         }
-    }
-
-    /// One JSON object on one line, keys sorted.
-    private func jsonLine(_ o: [String: Any]) throws -> String {
-        String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
     }
 }

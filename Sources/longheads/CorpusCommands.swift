@@ -1,5 +1,6 @@
 import ArgumentParser
 import Corpus
+import Evaluation
 import Foundation
 import Generation
 import KVStore
@@ -207,14 +208,15 @@ extension Summarize {
                 let (session, logits) = try pipeline.open(store: reader.corpus.storePath(r.id), modelFile: model.file,
                                                           then: pipeline.questionTokens(instruction, chat: r.chat, raw: false))
                 var text = ""
-                _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { text += $0 }
+                _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: options.sampling) { text += $0 }
                 let line = text.split(whereSeparator: \.isNewline).joined(separator: " ").trimmingCharacters(in: .whitespaces)
                 try Output.line("\(r.source) \(r.start):\(r.end): \(line)")
                 parts.append(line)
             }
             try Output.write("Overall: ")
             let doc = pipeline.documentTokens(parts.joined(separator: "\n\n"), chat: true).ids
-            try generate(prompt: doc + pipeline.questionTokens(instruction, chat: true, raw: false), pipeline: pipeline) {
+            _ = try pipeline.generate(prompt: doc + pipeline.questionTokens(instruction, chat: true, raw: false), options: options,
+                                      temporaryStore: { label, body in try withTemporaryStore(label, body) }) {
                 try Output.write($0.replacingOccurrences(of: "\n", with: " "))
             }
             try Output.write("\n")

@@ -82,49 +82,15 @@ struct Filter: ParsableCommand {
         }
     }
 
-    /// Reads stdin as it arrives and writes the passing records.
+    /// Reads stdin as it arrives and writes the passing records (`RecordFilter`).
     func filterRecords(_ classifier: YesNoClassifier) throws {
-        var splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
-        var records = 0, passed = 0
-        var tokens = 0, passes = 0   // tokens of packed records run through the model, and forward passes (--verbose)
+        let splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
+        let filter = RecordFilter(classifier: classifier, splitter: splitter, threshold: threshold, invert: invert, batchTokens: batchTokens,
+                                  text: recordText) { r, d in
+            if d.passes { try Output.write(score ? scored(r, d.probability) : r.bytes) }
+        }
         let clock = ContinuousClock()
         let t0 = clock.now
-        func decided(_ r: Record, _ p: Double) throws {
-            guard (p >= threshold) != invert else { return }
-            passed += 1
-            try Output.write(score ? scored(r, p) : r.bytes)
-        }
-        // Short records wait here, in order, to be scored together in one forward pass (at most
-        // `batchTokens` tokens); blank ones (never asked: 0) wait with them so that the order is kept.
-        // A record that does not fit a batch is scored alone, as all were before packing.
-        var waiting: [(record: Record, input: YesNoClassifier.Input?)] = []
-        var waitingTokens = 0
-        func flush() throws {
-            guard !waiting.isEmpty else { return }
-            let inputs = waiting.compactMap(\.input)
-            var ps = inputs.isEmpty ? [] : try classifier.scores(packed: inputs)[...]
-            if !inputs.isEmpty { passes += 1; tokens += classifier.lastPackedTokens }
-            for (r, input) in waiting { try decided(r, input == nil ? 0 : ps.removeFirst()) }
-            waiting = []
-            waitingTokens = 0
-        }
-        func handle(_ r: Record) throws {
-            records += 1
-            let text = try recordText(r)
-            guard text.contains(where: { !$0.isWhitespace }) else {
-                if waiting.isEmpty { try decided(r, 0) } else { waiting.append((r, nil)) }
-                return
-            }
-            let input = classifier.prepare(text)
-            let n = input.body.count
-            guard input.isShort && n <= batchTokens else {
-                try flush()
-                return try decided(r, try classifier.score(input))
-            }
-            if waitingTokens + n > batchTokens { try flush() }
-            waiting.append((r, input))
-            waitingTokens += n
-        }
         // A record is written as soon as its batch is scored: the batch is run when it is full, and
         // before any read that would wait for input (`tail -f | longheads filter`), and at the end.
         func inputWaiting() -> Bool {
@@ -133,35 +99,24 @@ struct Filter: ParsableCommand {
         }
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            if !waiting.isEmpty && !inputWaiting() { try flush() }
+            if filter.hasWaiting && !inputWaiting() { try filter.flush() }
             let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 // EBADF: stdin was closed (`<&-`; `StandardStreams` parks a write-only /dev/null there).
                 let reason = errno == EBADF ? "standard input is closed" : "read failed: \(String(cString: strerror(errno)))"
-                try flush()
+                try filter.flush()
                 throw InputError(description: "standard input: \(reason)", code: Exit.noInput)
             }
             if n == 0 { break }
-            // On an error, the records before the failing one are written first, as when each was scored alone.
-            do { try splitter.feed(buffer[0..<n], emit: handle) } catch let e as RecordError {
-                try flush()
-                throw InputError(description: "standard input: \(e)")
-            } catch {
-                try flush()
-                throw error
-            }
+            do { try filter.feed(buffer[0..<n]) } catch let e as RecordError { throw InputError(description: "standard input: \(e)") }
         }
-        do { try splitter.finish(emit: handle) } catch {
-            try flush()
-            throw error
-        }
-        try flush()
-        if records == 0 { log("longheads: filter: no records on standard input") }
+        try filter.finish()
+        if filter.records == 0 { log("longheads: filter: no records on standard input") }
         if verbose {
             let s = (clock.now - t0).seconds
             log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); packed: %d tokens in %d passes",
-                       records, passed, s, Double(records) / max(s, 1e-9), tokens, passes))
+                       filter.records, filter.passed, s, Double(filter.records) / max(s, 1e-9), filter.packedTokens, filter.passes))
         }
     }
 

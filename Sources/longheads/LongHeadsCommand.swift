@@ -1,4 +1,5 @@
 import Foundation
+import Pipeline
 import ArgumentParser
 
 /// The entry point: standard streams are checked before any file is opened, then the command runs.

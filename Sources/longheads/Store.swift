@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Dispatch
 import Foundation
 import Generation
@@ -93,7 +94,7 @@ struct Ingest: ParsableCommand {
 
     func run() throws {
         if let corpus { return try runCorpus(corpus, files: [input] + moreInputs) }
-        let stop = StopRequest()
+        let stop = StopRequest { log("\nlongheads: stopping after the current chunk (again to quit at once)") }
         defer { stop.cancel() }
         do {
             try guarded {
@@ -106,7 +107,7 @@ struct Ingest: ParsableCommand {
                 let reporter = ProgressReporter(mode: progress)
                 let clock = ContinuousClock()
                 let t0 = clock.now
-                let existing = FileManager.default.fileExists(atPath: store + "/header")
+                let existing = StoreReader.storeExists(at: store)
                 let summary: IngestSummary
                 if resume && existing {
                     summary = try pipeline.resume(source: source, store: store, modelFile: model.file, blockBytes: readBlock,
@@ -132,54 +133,6 @@ struct Ingest: ParsableCommand {
             // The stop request was honoured: the message (logged by `guarded`) says how to resume.
             throw ExitCode(128 + stop.signalNumber)
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM during an ingest: the first asks the chunk loop to commit and stop; a second one
-/// ends the process at once (the committed chunks are safe either way).
-final class StopRequest: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var flag = false
-    private var received: Int32 = SIGINT
-
-    /// The signal that asked for the stop.
-    var signalNumber: Int32 {
-        lock.lock()
-        defer { lock.unlock() }
-        return received
-    }
-
-    init() {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { [self] in
-                lock.lock()
-                let again = flag
-                if !again { received = sig }
-                flag = true
-                lock.unlock()
-                if again { exit(128 + sig) }
-                log("\nlongheads: stopping after the current chunk (again to quit at once)")
-            }
-            s.resume()
-            sources.append(s)
-        }
-    }
-
-    /// Whether a stop was asked for.
-    func requested() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return flag
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
-        sources.removeAll()
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import Generation
 import KVStore
@@ -26,13 +27,6 @@ struct Summarize: ParsableCommand {
     @Option(name: .long, help: "Most tokens per summary.") var maxTokens: Int = 160
     @Option(name: .long, help: "Repetition penalty over the last 64 summary tokens (1 = off); greedy decoding of a small model loops without it.")
     var repeatPenalty: Float = 1.3
-
-    /// Greedy, with the repetition penalty.
-    var sampling: SamplingParameters {
-        var s = SamplingParameters.greedy
-        s.repeatPenalty = repeatPenalty
-        return s
-    }
     @Option(name: .long, help: "With FILE: ingest a long document into this new store and keep it (default: a temporary store). Without FILE: summarize this existing store.")
     var store: String?
     @Flag(name: .long, help: "One summary line per section, then an overall one.") var sections = false
@@ -44,14 +38,15 @@ struct Summarize: ParsableCommand {
     @Option(name: .long, help: "LongHeads attention length; shorter prompts use plain attention.")
     var attention: Int = LongHeadsParameters.default.attentionLength
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
-    @Option(name: .long, help: "What to ask after the document.") var instruction: String = Summarize.defaultInstruction
+    @Option(name: .long, help: "What to ask after the document.") var instruction: String = SummaryOptions.defaultInstruction
     @Flag(name: .long, help: "Print timing to stderr.") var verbose = false
 
-    /// The default request. "Summarize the text above in a few sentences." made SmolLM2-135M continue a log
-    /// file instead of describing it; this wording gets prose (Samples/README.md).
-    static let defaultInstruction = "Write a short summary of the text above."
-
     var parameters: LongHeadsParameters { LongHeadsParameters(chunkSize: chunk, attentionLength: attention) }
+
+    var options: SummaryOptions {
+        SummaryOptions(instruction: instruction, maxTokens: maxTokens, repeatPenalty: repeatPenalty, parameters: parameters,
+                       sectionTokens: sectionTokens)
+    }
 
     func validate() throws {
         try checkOption("max-tokens", maxTokens, Limits.tokens)
@@ -78,71 +73,38 @@ struct Summarize: ParsableCommand {
         if let corpus { return try summarizeCorpus(corpus) }
         try guarded {
             guard let input else { return try summarizeStore(store!) }
-            // --sections needs the text; otherwise the document is streamed (`summarizeWhole`).
+            // --sections needs the text; otherwise the document is streamed (`DocumentPipeline.summarize`).
             let text = sections ? try readText(path: input) : nil
-            if let text, !text.contains(where: { !$0.isWhitespace }) { throw Self.empty(input == "-" ? "standard input" : input) }
+            if let text, !text.contains(where: { !$0.isWhitespace }) { throw PipelineError.blankDocument(name: input == "-" ? "standard input" : input) }
             // Opened before the model is loaded: a directory or a closed stdin is named at once (exit 66).
             let source = sections ? nil : try DocumentSource(path: input)
             let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             let clock = ContinuousClock()
             let t0 = clock.now
+            var last = t0
+            let temporary: TemporaryStoreProvider = { label, body in try withTemporaryStore(label, body) }
             if let text {
-                for s in self.sections(of: text, tokenizer: tokenizer) {
-                    try Output.write(s.title + ": ")
-                    let ids = ChatTemplate.userTurnOpening(tokenizer: tokenizer) + s.ids
-                        + pipeline.questionTokens(instruction, chat: true, raw: false)
-                    try generate(prompt: ids, pipeline: pipeline) { try Output.write(oneLine($0)) }
-                    try Output.write("\n")
-                }
-                try Output.write("Overall: ")
-                try summarizeWhole(DocumentSource(bytes: Array(text.utf8), name: input), pipeline: pipeline) { try Output.write(oneLine($0)) }
+                var first = true
+                _ = try pipeline.summarizeSections(text: text, name: input, options: options, temporaryStore: temporary, onSection: { title in
+                    try Output.write((first ? "" : "\n") + title + ": ")
+                    first = false
+                }, onText: { try Output.write(oneLine($0)) })
             } else if let source {
-                try summarizeWhole(source, pipeline: pipeline) { try Output.write($0) }
+                let s = try pipeline.summarize(source: source, options: options, store: store, temporaryStore: temporary, progress: { p in
+                    let now = clock.now
+                    if verbose, (now - last).seconds > 5 || p.done {
+                        last = now
+                        log(String(format: "summarize: ingest %d tokens, %.1f s", p.tokens, (now - t0).seconds))
+                    }
+                }, onText: { try Output.write($0) })
+                if verbose && s.reading == .store {
+                    log(String(format: "summarize: ingested %d tokens in %.1f s", s.ingestedTokens, s.ingestSeconds))
+                }
             }
             try Output.write("\n")
             if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
         }
-    }
-
-    /// The empty-document error.
-    static func empty(_ name: String) -> InputError { InputError(description: "\(name): the document is empty") }
-
-    /// The whole document: plain attention if it fits (and no store is wanted), else LongHeads over a store.
-    /// Only the document's head is read to decide: a document of more than `beginSelective` × (longest token)
-    /// bytes has more tokens than plain attention takes, and is streamed into the store without ever being
-    /// held whole, so its length costs disk, not memory (as `ingest` and `ask FILE`).
-    func summarizeWhole(_ source: DocumentSource, pipeline: DocumentPipeline, onText: (String) throws -> Void) throws {
-        let question = pipeline.questionTokens(instruction, chat: true, raw: false)
-        let tokenizer = pipeline.tokenizer
-        let longest = (0..<tokenizer.vocabularySize).reduce(1) { max($0, tokenizer.pieceBytes(Int32($1)).count) }
-        let limit = parameters.beginSelective * longest
-        let head = try source.peek(limit + 1)
-        if head.count <= limit {
-            let text = try decodeUTF8(Data(head), source: source.name)
-            guard text.contains(where: { !$0.isWhitespace }) else { throw Self.empty(source.name) }
-            let (doc, _) = pipeline.documentTokens(text, chat: true)
-            if store == nil && doc.count + question.count + maxTokens <= parameters.beginSelective {
-                return try generate(prompt: doc + question, pipeline: pipeline, onText: onText)
-            }
-        }
-        func viaStore(_ dir: String) throws {
-            let clock = ContinuousClock()
-            let t0 = clock.now
-            var last = t0
-            let info = try pipeline.ingest(source: source, to: dir, modelFile: pipeline.model.file, parameters: parameters,
-                                           precision: .default, chat: true, progress: { p in
-                let now = clock.now
-                if verbose, (now - last).seconds > 5 || p.done {
-                    last = now
-                    log(String(format: "summarize: ingest %d tokens, %.1f s", p.tokens, (now - t0).seconds))
-                }
-            }).info
-            if verbose { log(String(format: "summarize: ingested %d tokens in %.1f s", info.tokens, (clock.now - t0).seconds)) }
-            let (session, logits) = try pipeline.open(store: dir, modelFile: pipeline.model.file, then: question)
-            _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling, onText: onText)
-        }
-        if let store { try viaStore(store) } else { try withTemporaryStore("summarize", viaStore) }
     }
 
     /// The document of an existing store, asked for a summary (no ingest).
@@ -151,55 +113,9 @@ struct Summarize: ParsableCommand {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now
-        let chat = try StoreReader.open(at: store).header.flags & 1 != 0
-        let (session, logits) = try pipeline.open(store: store, modelFile: model.file,
-                                                  then: pipeline.questionTokens(instruction, chat: chat, raw: false))
-        _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) { try Output.write($0) }
+        _ = try DocumentSession(pipeline: pipeline, store: store).summarize(options) { try Output.write($0) }
         try Output.write("\n")
         if verbose { log(String(format: "summarize: %.1f s, peak RSS %d MiB", (clock.now - t0).seconds, peakRSSBytes() >> 20)) }
-    }
-
-    /// Generates from a complete prompt: plain attention when it fits, else LongHeads via a temporary store.
-    func generate(prompt ids: [Int32], pipeline: DocumentPipeline, onText: (String) throws -> Void) throws {
-        if ids.count + maxTokens <= parameters.beginSelective {
-            let dense = DenseAttention(config: pipeline.model.config, capacity: ids.count + maxTokens, pool: pipeline.model.pool)
-            _ = try Generator(model: pipeline.model, tokenizer: pipeline.tokenizer).generate(
-                prompt: ids, maxTokens: maxTokens, sampling: sampling, attention: dense, onText: onText)
-            return
-        }
-        try withTemporaryStore("summarize") { dir in
-            let (session, logits) = try pipeline.run(prompt: ids, storeAt: dir, modelFile: pipeline.model.file,
-                                                     parameters: parameters, precision: .default, chat: true)
-            _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling, onText: onText)
-        }
-    }
-
-    /// Sections: from each Markdown heading to the next (text before the first heading is one more), or,
-    /// without headings, parts of `sectionTokens` tokens.
-    func sections(of text: String, tokenizer: Tokenizer) -> [(title: String, ids: [Int32])] {
-        var out = [(title: String, ids: [Int32])]()
-        var title = "Preamble", body = ""
-        func flush() {
-            if body.contains(where: { !$0.isWhitespace }) { out.append((title, tokenizer.encode(body))) }
-        }
-        var headings = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("#"), case let t = line.drop(while: { $0 == "#" }), t.isEmpty || t.first == " " {
-                flush()
-                headings += 1
-                title = t.trimmingCharacters(in: .whitespaces)
-                if title.isEmpty { title = "Section \(headings)" }
-                body = ""
-            }
-            body += line + "\n"
-        }
-        flush()
-        if headings > 0 { return out }
-        let ids = tokenizer.encode(text)
-        return stride(from: 0, to: ids.count, by: sectionTokens).map { lo in
-            let hi = min(ids.count, lo + sectionTokens)
-            return ("Part \(lo / sectionTokens + 1) (tokens \(lo + 1)-\(hi))", Array(ids[lo..<hi]))
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import GGUF
 import KVStore
@@ -50,6 +51,7 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as InputError: return fail(e.description, code: e.code)
     case let e as StoreError:
         return fail(e.description, code: e.isDiskFull ? Exit.ioError : e.isRefusedCreation ? Exit.cannotCreate : Exit.dataError)
+    case let e as EvaluationError: return fail(e.description, code: Exit.ioError)
     case let e as PipelineError:
         if case .cannotReadSource = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.dataError)
@@ -85,30 +87,12 @@ struct InputError: Error, CustomStringConvertible {
     var code: Int32 = Exit.dataError
 }
 
-/// Decodes `data` as UTF-8, naming the first bad byte's offset if it is not.
-func decodeUTF8(_ data: Data, source: String) throws -> String {
-    if let s = String(data: data, encoding: .utf8) { return s }
-    // Find the offset of the first invalid sequence for the message.
-    var offset = 0
-    let bytes = [UInt8](data)
-    var it = bytes.makeIterator()
-    var decoder = UTF8()
-    loop: while true {
-        let before = offset
-        switch decoder.decode(&it) {
-        case .scalarValue(let s): offset += UTF8.width(s)
-        case .emptyInput: break loop
-        case .error: offset = before; break loop
-        }
-    }
-    throw InputError(description: "\(source): invalid UTF-8 at byte offset \(offset)")
-}
-
 /// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
 /// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
 func readText(path: String) throws -> String {
     let (bytes, name) = try readBytes(path: path)
-    return try decodeUTF8(Data(bytes), source: name)
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw PipelineError.invalidUTF8(name: name, offset: firstInvalidUTF8(bytes)) }
+    return text
 }
 
 /// Reads a whole file (or stdin for "-"); returns its bytes and its name for messages.
@@ -125,13 +109,6 @@ func readBytes(path: String) throws -> (bytes: [UInt8], name: String) {
         bytes += block[..<n]
     }
     return (bytes, source.name)
-}
-
-/// Peak resident set size of this process, in bytes (getrusage: kilobytes on Linux).
-func peakRSSBytes() -> Int {
-    var u = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &u)
-    return Int(u.ru_maxrss) * 1024
 }
 
 /// Options every model-using command takes.

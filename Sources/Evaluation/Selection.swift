@@ -3,17 +3,18 @@ import LongHeads
 
 /// Which query heads, per layer, selected a chunk holding the passkey line at one position (the answer
 /// step: the forward of the last prompt token). Fed by `LongHeadsAttention.selectionObserver`.
-final class SelectionTally {
+public final class SelectionTally {
     /// Layers and query heads per layer.
-    let layers: Int, heads: Int
+    public let layers: Int, heads: Int
     /// The token position whose selections are counted.
-    let position: Int
+    public let position: Int
     /// Chunks overlapping the key line's token span (one, or more when it straddles boundaries).
-    let keyChunks: ClosedRange<Int>
+    public let keyChunks: ClosedRange<Int>
     /// Per layer: heads whose selection holds any of `keyChunks`; nil until that layer was observed.
-    private(set) var held: [Int?]
+    public private(set) var held: [Int?]
 
-    init(layers: Int, heads: Int, position: Int, keyChunks: ClosedRange<Int>) {
+    /// A tally of the heads of `layers` layers × `heads` holding any of `keyChunks` at `position`.
+    public init(layers: Int, heads: Int, position: Int, keyChunks: ClosedRange<Int>) {
         self.layers = layers
         self.heads = heads
         self.position = position
@@ -22,21 +23,21 @@ final class SelectionTally {
     }
 
     /// The chunks overlapping token span `span` (non-empty) with chunks of `chunkSize` tokens.
-    static func chunks(of span: Range<Int>, chunkSize: Int) -> ClosedRange<Int> {
+    public static func chunks(of span: Range<Int>, chunkSize: Int) -> ClosedRange<Int> {
         precondition(!span.isEmpty && chunkSize > 0)
         return (span.lowerBound / chunkSize)...((span.upperBound - 1) / chunkSize)
     }
 
     /// Whether `keyChunks` is in what every head reads anyway at `position`: plain causal attention below
     /// `beginSelective` (all chunks), else chunk 0, the previous and the current chunk.
-    static func inForcedChunks(_ keyChunks: ClosedRange<Int>, position: Int, parameters: LongHeadsParameters) -> Bool {
+    public static func inForcedChunks(_ keyChunks: ClosedRange<Int>, position: Int, parameters: LongHeadsParameters) -> Bool {
         if position < parameters.beginSelective { return true }
         let c = position / parameters.chunkSize
         return [0, c - 1, c].contains { keyChunks.contains($0) }
     }
 
     /// The observer's arguments: counts the heads of `layer` at `position` if this block holds it.
-    func observe(layer: Int, position p0: Int, tokens n: Int, maxSlots: Int,
+    public func observe(layer: Int, position p0: Int, tokens n: Int, maxSlots: Int,
                  slots: UnsafePointer<Int32>, counts: UnsafePointer<Int32>) {
         guard layer >= 0 && layer < layers, p0 <= position && position < p0 + n else { return }
         let i = position - p0
@@ -50,22 +51,22 @@ final class SelectionTally {
     }
 
     /// Whether every layer was observed.
-    var complete: Bool { !held.contains(nil) }
+    public var complete: Bool { !held.contains(nil) }
 
     /// Per layer, the share of heads holding the key chunk (unobserved layers count 0).
-    var perLayer: [Double] { held.map { Double($0 ?? 0) / Double(heads) } }
+    public var perLayer: [Double] { held.map { Double($0 ?? 0) / Double(heads) } }
 
     /// The share of all (layer, head) pairs holding the key chunk.
-    var recall: Double { Double(held.reduce(0) { $0 + ($1 ?? 0) }) / Double(max(1, layers * heads)) }
+    public var recall: Double { Double(held.reduce(0) { $0 + ($1 ?? 0) }) / Double(max(1, layers * heads)) }
 
     /// Compact per-layer counts for a log line, e.g. "9 9 3 0 …".
-    var countsLine: String { held.map { $0.map(String.init) ?? "?" }.joined(separator: " ") }
+    public var countsLine: String { held.map { $0.map(String.init) ?? "?" }.joined(separator: " ") }
 }
 
 /// Depths of passkey trials: cycled through a given list, or random (the default).
-enum DepthSchedule {
+public enum DepthSchedule {
     /// Parses "0.1,0.5,0.9" (each in 0...1); nil when malformed or empty.
-    static func parse(_ s: String) -> [Double]? {
+    public static func parse(_ s: String) -> [Double]? {
         let parts = s.split(separator: ",", omittingEmptySubsequences: false)
         var out = [Double]()
         for p in parts {
@@ -76,17 +77,17 @@ enum DepthSchedule {
     }
 
     /// The depth of trial `trial`: `depths[trial % count]` when given, else `random`.
-    static func depth(trial: Int, depths: [Double]?, random: Double) -> Double {
+    public static func depth(trial: Int, depths: [Double]?, random: Double) -> Double {
         guard let depths, !depths.isEmpty else { return random }
         return depths[trial % depths.count]
     }
 }
 
 /// Mean of `xs`, nil when empty.
-func mean(_ xs: [Double]) -> Double? { xs.isEmpty ? nil : xs.reduce(0, +) / Double(xs.count) }
+public func mean(_ xs: [Double]) -> Double? { xs.isEmpty ? nil : xs.reduce(0, +) / Double(xs.count) }
 
 /// Length of the common prefix of two token sequences.
-func commonPrefixCount(_ a: [Int32], _ b: [Int32]) -> Int {
+public func commonPrefixCount(_ a: [Int32], _ b: [Int32]) -> Int {
     var i = 0
     while i < a.count && i < b.count && a[i] == b[i] { i += 1 }
     return i

@@ -5,7 +5,7 @@ import Foundation
 /// Ctrl-C, SIGTERM or SIGHUP (the process then exits 128 + the signal, as a shell expects). Its name
 /// carries the owning process id (`longheads-LABEL-PID-RANDOM`), so that one left behind by a process
 /// that could not clean up (kill -9, a crash) is removed by the next longheads (`TemporaryStores.removeStale`).
-func withTemporaryStore<R>(_ label: String, _ body: (String) throws -> R) throws -> R {
+public func withTemporaryStore<R>(_ label: String, _ body: (String) throws -> R) throws -> R {
     let dir = TemporaryStores.directory + TemporaryStores.name(label: label, pid: getpid())
     let guardSignals = SignalCleanup(path: dir)
     defer {
@@ -18,23 +18,23 @@ func withTemporaryStore<R>(_ label: String, _ body: (String) throws -> R) throws
 }
 
 /// Names of temporary stores, and the removal of those whose process is gone.
-enum TemporaryStores {
+public enum TemporaryStores {
     /// Labels of the commands that make temporary stores (`bench ingest` without --store uses "bench-ingest").
-    static let labels = ["ask", "filter", "summarize", "generate", "passkey", "niah", "bench-ingest"]
+    public static let labels = ["ask", "filter", "summarize", "generate", "passkey", "niah", "bench-ingest"]
 
     /// The directory temporary stores live in ($TMPDIR or /tmp), ending in "/".
-    static var directory: String {
+    public static var directory: String {
         let d = NSTemporaryDirectory()
         return d.hasSuffix("/") ? d : d + "/"
     }
 
     /// `longheads-LABEL-PID-RANDOM`.
-    static func name(label: String, pid: Int32) -> String {
+    public static func name(label: String, pid: Int32) -> String {
         "longheads-\(label)-\(pid)-\(UInt32.random(in: 0...UInt32.max))"
     }
 
     /// The owning process id of a temporary store named `name`, or nil if the name is not one.
-    static func owner(of name: String) -> Int32? {
+    public static func owner(of name: String) -> Int32? {
         for label in labels {
             let prefix = "longheads-\(label)-"
             guard name.hasPrefix(prefix) else { continue }
@@ -51,14 +51,14 @@ enum TemporaryStores {
     /// Pipeline library makes them too (`YesNoClassifier`, inside test runners), and a store wrongly kept
     /// until a reused pid ends costs disk, one wrongly removed costs a running job. A process of another
     /// user counts as alive (EPERM).
-    static func isAlive(_ pid: Int32) -> Bool {
+    public static func isAlive(_ pid: Int32) -> Bool {
         !(kill(pid, 0) != 0 && errno == ESRCH)
     }
 
     /// Removes the temporary stores in `directory` whose owning process is gone (killed, crashed). Only
     /// entries named as temporary stores, owned by this user, are looked at; errors are ignored (another
     /// longheads may be removing the same one).
-    static func removeStale(in directory: String = directory) {
+    public static func removeStale(in directory: String = directory) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         let me = getpid()
         for name in names {
@@ -113,18 +113,52 @@ final class SignalCleanup: @unchecked Sendable {
     }
 }
 
-/// JSON text inserted as is by `jsonLine` (an object whose keys keep their order).
-struct RawJSON {
-    var text: String
-}
+/// Ctrl-C or SIGTERM during an ingest: the first asks the chunk loop to commit and stop; a second one
+/// ends the process at once (the committed chunks are safe either way).
+public final class StopRequest: @unchecked Sendable {
+    private var sources: [DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var flag = false
+    private var received: Int32 = SIGINT
 
-/// One JSON line with the keys in the given order (JSONSerialization would sort or shuffle them).
-func jsonLine(_ pairs: [(String, Any)]) throws -> String {
-    func encode(_ v: Any) throws -> String {
-        if let raw = v as? RawJSON { return raw.text }
-        if let list = v as? [RawJSON] { return "[" + list.map(\.text).joined(separator: ",") + "]" }
-        return String(decoding: try JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]),
-                      as: UTF8.self)
+    /// The signal that asked for the stop.
+    public var signalNumber: Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        return received
     }
-    return "{" + (try pairs.map { try encode($0.0) + ":" + encode($0.1) }.joined(separator: ",")) + "}"
+
+    /// Watches SIGINT and SIGTERM; `onFirst` runs (on a dispatch queue) when the first one arrives.
+    public init(onFirst: @escaping @Sendable () -> Void = {}) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [self] in
+                lock.lock()
+                let again = flag
+                if !again { received = sig }
+                flag = true
+                lock.unlock()
+                if again { exit(128 + sig) }
+                onFirst()
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+
+    /// Whether a stop was asked for.
+    public func requested() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return flag
+    }
+
+    /// Stops watching; the signals get their default actions again.
+    public func cancel() {
+        for s in sources { s.cancel() }
+        sources.removeAll()
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
 }

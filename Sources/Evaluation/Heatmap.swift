@@ -1,21 +1,30 @@
 import Foundation
 
 /// Passkey hits and trials per (prompt length, depth bin): the data of the length × depth heatmap.
-struct PasskeyGrid: Equatable {
+public struct PasskeyGrid: Equatable {
     /// Hits and trials of one cell.
-    struct Cell: Equatable {
-        var hits = 0
-        var trials = 0
+    public struct Cell: Equatable {
+        /// Correct trials.
+        public var hits = 0
+        /// All trials.
+        public var trials = 0
+
+        /// A cell of `hits` out of `trials`.
+        public init(hits: Int = 0, trials: Int = 0) {
+            self.hits = hits
+            self.trials = trials
+        }
     }
 
     /// Row keys, in the order given (the order of `--lengths`).
-    let lengths: [Int]
+    public let lengths: [Int]
     /// Depth bins: bin b covers depths [b/bins, (b+1)/bins), the last one also 1.0.
-    let bins: Int
+    public let bins: Int
     /// `cells[row][bin]`.
-    private(set) var cells: [[Cell]]
+    public private(set) var cells: [[Cell]]
 
-    init(lengths: [Int], bins: Int = 10) {
+    /// An empty grid of `lengths` rows and `bins` depth bins.
+    public init(lengths: [Int], bins: Int = 10) {
         precondition(bins >= 1)
         self.lengths = lengths
         self.bins = bins
@@ -24,13 +33,13 @@ struct PasskeyGrid: Equatable {
 
     /// The bin of `depth` (clamped to 0...1). A hair of slack so that depths given as decimals
     /// (0.3 · 10 = 2.9999…) land in the bin they name.
-    static func bin(depth: Double, bins: Int) -> Int {
+    public static func bin(depth: Double, bins: Int) -> Int {
         let d = min(max(depth, 0), 1)
         return min(bins - 1, Int((d * Double(bins) + 1e-9).rounded(.down)))
     }
 
     /// Counts one trial; lengths not in the grid are ignored.
-    mutating func record(length: Int, depth: Double, correct: Bool) {
+    public mutating func record(length: Int, depth: Double, correct: Bool) {
         guard let row = lengths.firstIndex(of: length) else { return }
         let b = Self.bin(depth: depth, bins: bins)
         cells[row][b].trials += 1
@@ -38,16 +47,16 @@ struct PasskeyGrid: Equatable {
     }
 
     /// Hits and trials of a whole row.
-    func total(row: Int) -> Cell {
+    public func total(row: Int) -> Cell {
         cells[row].reduce(into: Cell()) { $0.hits += $1.hits; $0.trials += $1.trials }
     }
 }
 
 /// "2k" for multiples of 1024, else the number.
-func lengthLabel(_ n: Int) -> String { n % 1024 == 0 && n > 0 ? "\(n / 1024)k" : "\(n)" }
+public func lengthLabel(_ n: Int) -> String { n % 1024 == 0 && n > 0 ? "\(n / 1024)k" : "\(n)" }
 
 /// Fill colour for an accuracy in 0...1: red → yellow → green; grey when there was no trial.
-func heatmapColor(accuracy: Double?) -> String {
+public func heatmapColor(accuracy: Double?) -> String {
     guard let a = accuracy else { return "#c8c8c8" }
     let red = (215.0, 48.0, 39.0), yellow = (250.0, 210.0, 70.0), green = (26.0, 150.0, 65.0)
     let t = min(max(a, 0), 1)
@@ -57,7 +66,7 @@ func heatmapColor(accuracy: Double?) -> String {
 }
 
 /// Escapes text for an XML text node or attribute value.
-func xmlEscaped(_ s: String) -> String {
+public func xmlEscaped(_ s: String) -> String {
     var out = ""
     for ch in s {
         switch ch {
@@ -75,7 +84,7 @@ func xmlEscaped(_ s: String) -> String {
 /// A standalone SVG heatmap of passkey accuracy: one row per length, one column per depth bin plus an
 /// "all" column of row totals; each cell coloured by accuracy (grey: no trial) and labelled hits/trials.
 /// No scripts, fonts or external references, so any browser or `rsvg-convert` renders it.
-func renderHeatmapSVG(grid: PasskeyGrid, title: String, subtitle: String = "") -> String {
+public func renderHeatmapSVG(grid: PasskeyGrid, title: String, subtitle: String = "") -> String {
     let cellW = 64, cellH = 36, left = 96, top = subtitle.isEmpty ? 64 : 82, gap = 12
     let columns = grid.bins
     let gridW = columns * cellW
@@ -129,14 +138,27 @@ func renderHeatmapSVG(grid: PasskeyGrid, title: String, subtitle: String = "") -
 
 /// Writes `text` to `path` through a temporary file in the same directory and a rename, so readers
 /// never see a half-written file (a sweep rewrites its plot after every length).
-func writeAtomically(_ text: String, to path: String) throws {
+public func writeAtomically(_ text: String, to path: String) throws {
     let tmp = path + ".tmp-\(getpid())"
     guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) else {
-        throw InputError(description: "\(path): cannot write (temporary file \(tmp))", code: Exit.ioError)
+        throw EvaluationError.cannotWrite(path: path, reason: "cannot create the temporary file \(tmp)")
     }
     guard rename(tmp, path) == 0 else {
         let reason = String(cString: strerror(errno))
         try? FileManager.default.removeItem(atPath: tmp)
-        throw InputError(description: "\(path): cannot write: \(reason)", code: Exit.ioError)
+        throw EvaluationError.cannotWrite(path: path, reason: reason)
+    }
+}
+
+
+/// Errors of the evaluation harness.
+public enum EvaluationError: Error, CustomStringConvertible, Equatable {
+    /// An output file (a plot) could not be written.
+    case cannotWrite(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotWrite(let p, let r): "\(p): cannot write: \(r)"
+        }
     }
 }
