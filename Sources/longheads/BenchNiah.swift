@@ -267,7 +267,21 @@ struct NiahLongHeadsOptions: ParsableArguments {
     var precision: String = KVPrecision.default.description
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
 
+    @Option(name: .long, help: """
+        How the haystacks are read, comma-separated: ask (the haystack ingested, then the question asked under each \
+        --policy, as `ask`), generate (the whole prompt given to `generate`, which takes its last paragraph as the \
+        question that retrieves; under the first --policy), generate-no-retrieval (`generate --no-retrieval`).
+        """)
+    var via: String = "ask"
+
     static let oracle = "oracle"
+    /// `--via` names of the `generate` readings.
+    static let viaGenerate = "generate", viaGenerateNoRetrieval = "generate-no-retrieval"
+    static let viaNames = ["ask", viaGenerate, viaGenerateNoRetrieval]
+    /// The `--via` list, in the order given.
+    var vias: [String] { via.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+    /// What answers each trial, in order: the policies of `ask` (with `--via ask`), then the `generate` readings.
+    var answerers: [String] { (vias.contains("ask") ? policies : []) + vias.filter { $0 != "ask" } }
     /// Diagnosis: the prompt cut to the needle's chunks and the question, read with plain attention (below
     /// the attention length). Whatever it misses, no selection policy can get right with this model.
     static let needleChunk = "needle-chunk"
@@ -285,7 +299,8 @@ struct NiahLongHeadsOptions: ParsableArguments {
 
     /// Parameters under a policy name.
     func parameters(_ name: String) -> LongHeadsParameters {
-        LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom, policy: Self.selection(name))
+        if Self.viaNames.contains(name) { return ingestParameters }
+        return LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom, policy: Self.selection(name))
     }
 
     /// The parameters as printed with results; the oracle is named.
@@ -300,6 +315,9 @@ struct NiahLongHeadsOptions: ParsableArguments {
             throw ValidationError("--policy and --ingest-policy take \(Self.policyNames.joined(separator: ", ")); got '\(name)'")
         }
         guard !policies.isEmpty, Set(policies).count == policies.count else { throw ValidationError("--policy: give distinct policies") }
+        guard !vias.isEmpty, Set(vias).count == vias.count, vias.allSatisfy(Self.viaNames.contains) else {
+            throw ValidationError("--via takes distinct names of \(Self.viaNames.joined(separator: ", ")); got '\(via)'")
+        }
         try checkOption("chunk", chunk, Limits.chunk)
         try checkOption("attention", attention, Limits.attention)
         if let selectiveFrom { try checkOption("selective-from", selectiveFrom, Limits.attention) }
@@ -375,7 +393,7 @@ struct BenchNiah: ParsableCommand {
             let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
             let parameters = lh.ingestParameters
-            let policies = lh.policies
+            let policies = lh.answerers
             let depthList = depths.flatMap { DepthSchedule.parse($0) }
             let (L, H) = (model.config.layers, model.config.heads)
             var rows = [Summary]()
@@ -392,7 +410,7 @@ struct BenchNiah: ParsableCommand {
                         let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
                         let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
                         let dir = TemporaryStores.directory + "longheads-niah-\(getpid())-\(t)"
-                        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "-needle") }
+                        defer { for d in [dir, dir + "-needle", dir + "-generate"] { try? FileManager.default.removeItem(atPath: d) } }
                         let clock = ContinuousClock()
                         func ingest(_ ids: [Int32], to path: String) throws -> Double {
                             let t0 = clock.now
@@ -403,8 +421,71 @@ struct BenchNiah: ParsableCommand {
                         // The haystack is ingested once; every policy then asks the question of the same store
                         // (`ask`'s path: open the store, run the question, answer).
                         let haystack = Array(p.ids[..<p.questionStart]), question = Array(p.ids[p.questionStart...])
-                        let ingestSeconds = policies.allSatisfy { $0 == NiahLongHeadsOptions.needleChunk } ? 0 : try ingest(haystack, to: dir)
+                        /// One answer of this trial: tallied, and printed as a JSON line or a log line.
+                        func record(_ k: Int, name: String, answer: String, tally: SelectionTally, last: Int, needle: ClosedRange<Int>,
+                                    ingestSeconds: Double, askSeconds: Double, shared: [Int], questionTokens: Int?) throws {
+                            let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
+                            // Below the selective length every head reads every chunk, the needle's included.
+                            let recall: Double? = tally.complete ? tally.recall : last < parameters.beginSelective ? 1 : nil
+                            group[k].trials += 1
+                            group[k].tokens += p.ids.count
+                            group[k].ingestSeconds += ingestSeconds
+                            group[k].askSeconds += askSeconds
+                            if ok { group[k].hits += 1 }
+                            if let recall {
+                                group[k].recalls.append(recall)
+                                if ok { group[k].hitRecalls.append(recall) } else { group[k].missRecalls.append(recall) }
+                            }
+                            if json {
+                                var o: [String: Any] = [
+                                    "task": task.rawValue, "length": length, "tokens": p.ids.count, "read_tokens": last + 1,
+                                    "trial": t, "depth": depth,
+                                    "policy": name, "ingest_policy": parameters.policy.rawValue, "parameters": lh.description(name),
+                                    "precision": lh.precision, "seed": seed, "expected": p.expected, "answer": answer, "correct": ok,
+                                    "ingest_seconds": ingestSeconds, "ask_seconds": askSeconds,
+                                    "selection_recall": recall ?? NSNull(), "selection_per_layer": tally.perLayer,
+                                    "needle_in_forced_chunk": forced, "needle_span": [p.needleSpan.lowerBound, p.needleSpan.upperBound],
+                                    "needle_chunks": Array(needle), "answer_chunk": last / parameters.chunkSize,
+                                    "shared_chunks": shared, "question_tokens": questionTokens ?? NSNull(),
+                                ]
+                                if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
+                                try Output.line(try jsonLine(o))
+                            } else {
+                                log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
+                                           task.rawValue, p.ids.count, depth, name, ok ? "ok" : "MISS", p.expected,
+                                           answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
+                                           recall ?? 0, forced ? " (forced)" : "", ingestSeconds, askSeconds))
+                                log("  selection heads/\(H) per layer: \(tally.countsLine)")
+                            }
+                        }
+                        let ingestSeconds = policies.allSatisfy { $0 == NiahLongHeadsOptions.needleChunk || NiahLongHeadsOptions.viaNames.contains($0) }
+                            ? 0 : try ingest(haystack, to: dir)
                         for (k, name) in policies.enumerated() {
+                            if NiahLongHeadsOptions.viaNames.contains(name) {
+                                // `generate`'s path on the same prompt text: its tokens, its question, its store.
+                                let ids = pipeline.promptTokens(p.text, chat: false)
+                                let shift = ids.count - p.ids.count  // a BOS the model wants
+                                let questionStart = name == NiahLongHeadsOptions.viaGenerate
+                                    ? pipeline.questionStart(ofPrompt: p.text, chat: false, ids: ids) : nil
+                                let needle = SelectionTally.chunks(of: (p.needleSpan.lowerBound + shift)..<(p.needleSpan.upperBound + shift),
+                                                                   chunkSize: parameters.chunkSize)
+                                let tally = SelectionTally(layers: L, heads: H, position: ids.count - 1, keyChunks: needle)
+                                try? FileManager.default.removeItem(atPath: dir + "-generate")
+                                let t1 = clock.now
+                                let (session, logits) = try pipeline.run(prompt: ids, questionStart: questionStart, storeAt: dir + "-generate",
+                                                                         modelFile: model.file, parameters: parameters, precision: lh.kvPrecision,
+                                                                         chat: false) { attention in
+                                    attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                                }
+                                session.attention.selectionObserver = nil
+                                let t2 = clock.now
+                                var answer = ""
+                                _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
+                                try record(k, name: name, answer: answer, tally: tally, last: ids.count - 1, needle: needle, ingestSeconds: (t2 - t1).seconds,
+                                           askSeconds: (clock.now - t2).seconds, shared: session.attention.sharedChunks,
+                                           questionTokens: questionStart.map { ids.count - $0 })
+                                continue
+                            }
                             // What this policy reads: the haystack's store, or (needle-chunk) a store of the needle's
                             // chunks alone, with the needle's chunks and the answer position counted in it.
                             var reading = (store: dir, question: question, last: last, needle: needleChunks, ingestSeconds: ingestSeconds)
@@ -425,40 +506,9 @@ struct BenchNiah: ParsableCommand {
                             session.attention.selectionObserver = nil
                             var answer = ""
                             _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
-                            let askSeconds = (clock.now - t1).seconds
-                            let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
-                            // Below the selective length every head reads every chunk, the needle's included.
-                            let recall: Double? = tally.complete ? tally.recall : reading.last < parameters.beginSelective ? 1 : nil
-                            group[k].trials += 1
-                            group[k].tokens += p.ids.count
-                            group[k].ingestSeconds += reading.ingestSeconds
-                            group[k].askSeconds += askSeconds
-                            if ok { group[k].hits += 1 }
-                            if let recall {
-                                group[k].recalls.append(recall)
-                                if ok { group[k].hitRecalls.append(recall) } else { group[k].missRecalls.append(recall) }
-                            }
-                            if json {
-                                var o: [String: Any] = [
-                                    "task": task.rawValue, "length": length, "tokens": p.ids.count, "read_tokens": reading.last + 1,
-                                    "trial": t, "depth": depth,
-                                    "policy": name, "ingest_policy": parameters.policy.rawValue, "parameters": lh.description(name),
-                                    "precision": lh.precision, "seed": seed, "expected": p.expected, "answer": answer, "correct": ok,
-                                    "ingest_seconds": reading.ingestSeconds, "ask_seconds": askSeconds,
-                                    "selection_recall": recall ?? NSNull(), "selection_per_layer": tally.perLayer,
-                                    "needle_in_forced_chunk": forced, "needle_span": [p.needleSpan.lowerBound, p.needleSpan.upperBound],
-                                    "needle_chunks": Array(needleChunks), "answer_chunk": last / parameters.chunkSize,
-                                    "shared_chunks": session.attention.sharedChunks,
-                                ]
-                                if let asked = p.asked { o["key"] = asked; o["keys"] = p.keys }
-                                try Output.line(try jsonLine(o))
-                            } else {
-                                log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
-                                           task.rawValue, p.ids.count, depth, name, ok ? "ok" : "MISS", p.expected,
-                                           answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
-                                           recall ?? 0, forced ? " (forced)" : "", reading.ingestSeconds, askSeconds))
-                                log("  selection heads/\(H) per layer: \(tally.countsLine)")
-                            }
+                            try record(k, name: name, answer: answer, tally: tally, last: reading.last, needle: needleChunks,
+                                       ingestSeconds: reading.ingestSeconds, askSeconds: (clock.now - t1).seconds,
+                                       shared: session.attention.sharedChunks, questionTokens: reading.question.count)
                         }
                     }
                     for row in group {
