@@ -271,7 +271,7 @@ public struct DocumentPipeline {
         var logits = UnsafeBufferPointer<Float>(start: nil, count: 0)
         var i = 0
         while i < feed.count {
-            if i == switchAt { attention.sharedChunks = shared }
+            if i == switchAt { attention.share(shared) }
             // Blocks never cross more than one chunk boundary, nor the start of a question.
             let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize, i < switchAt ? switchAt - i : .max)
             logits = try model.forward(feed[i..<(i + n)], start: pos, attention: attention, logits: i + n == feed.count ? .last : .none)

@@ -136,12 +136,8 @@ struct Ask: ParsableCommand {
             // A fresh session per question: every question starts from the document alone. Opening costs
             // the tail (< one chunk) and the question; the model and the mapped store files are shared.
             let (session, logits) = try pipeline.open(store: store, modelFile: pipeline.model.file, then: ids, policy: selectionPolicy, question: true) { attention in
-                attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
-                    tally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
-                    if tallyOut != nil {
-                        answerTally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
-                    }
-                }
+                tally.install(on: attention)
+                if tallyOut != nil { answerTally.install(on: attention) }
             }
             let t1 = clock.now
             var text = ""

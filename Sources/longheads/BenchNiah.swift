@@ -475,9 +475,9 @@ struct BenchNiah: ParsableCommand {
                                 let (session, logits) = try pipeline.run(prompt: ids, questionStart: questionStart, storeAt: dir + "-generate",
                                                                          modelFile: model.file, parameters: parameters, precision: lh.kvPrecision,
                                                                          chat: false) { attention in
-                                    attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                                    attention.selections.observe(tally.observe)
                                 }
-                                session.attention.selectionObserver = nil
+                                session.attention.selections.removeAll()
                                 let t2 = clock.now
                                 var answer = ""
                                 _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
@@ -500,10 +500,10 @@ struct BenchNiah: ParsableCommand {
                             let (session, logits) = try pipeline.open(
                                 store: reading.store, modelFile: model.file, then: reading.question, policy: NiahLongHeadsOptions.selection(name),
                                 question: true, diagnosisChunks: name == NiahLongHeadsOptions.oracle ? Array(needleChunks) : nil) { attention in
-                                attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                                attention.selections.observe(tally.observe)
                             }
                             // Only the answer step is diagnosed; shared chunks stay for the answer tokens.
-                            session.attention.selectionObserver = nil
+                            session.attention.selections.removeAll()
                             var answer = ""
                             _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
                             try record(k, name: name, answer: answer, tally: tally, last: reading.last, needle: needleChunks,

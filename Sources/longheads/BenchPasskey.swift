@@ -125,10 +125,10 @@ struct BenchPasskey: ParsableCommand {
                     let t0 = clock.now
                     let (session, logits) = try pipeline.run(prompt: p.ids, questionStart: p.questionStart, storeAt: dir, modelFile: model.file,
                                                              parameters: parameters, precision: lh.kvPrecision, chat: false) { attention in
-                        attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                        attention.selections.observe(tally.observe)
                     }
                     // Only the answer step is diagnosed; the answer tokens' selections are not.
-                    session.attention.selectionObserver = nil
+                    session.attention.selections.removeAll()
                     var answer = ""
                     _ = try pipeline.answer(session: session, first: logits, maxTokens: 10, sampling: .greedy) { answer += $0 }
                     let elapsed = (clock.now - t0).seconds

@@ -111,15 +111,11 @@ extension Generate {
             guard let target = selectionReport else { return }
             let chunk = Int32(target / lh.chunk)
             let last = ids.count - 1
-            attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
-                guard p0 <= last && last < p0 + n else { return }
-                let i = last - p0, H = model.config.heads
-                var hits = 0
-                for h in 0..<H {
-                    let pair = i * H + h
-                    if (0..<Int(counts[pair])).contains(where: { slots[pair * maxSlots + $0] == chunk }) { hits += 1 }
-                }
-                log("selection: layer \(layer) chunk \(chunk) held by \(hits)/\(H) heads")
+            attention.selections.observe { record in
+                guard record.positions.contains(last) else { return }
+                let H = record.heads
+                let hits = (0..<H).filter { record.chunks(position: last, head: $0).contains(chunk) }.count
+                log("selection: layer \(record.layer) chunk \(chunk) held by \(hits)/\(H) heads")
             }
         }
         let t1 = clock.now
