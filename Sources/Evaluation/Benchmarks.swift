@@ -137,10 +137,10 @@ public struct NiahBenchmark {
                         let (session, logits) = try pipeline.open(
                             store: reading.store, modelFile: model.file, then: reading.question, policy: NiahConfiguration.selection(name),
                             question: true, diagnosisChunks: name == NiahConfiguration.oracle ? Array(needleChunks) : nil) { attention in
-                            attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                            attention.selections.observe(tally.observe)
                         }
                         // Only the answer step is diagnosed; shared chunks stay for the answer tokens.
-                        session.attention.selectionObserver = nil
+                        session.attention.selections.removeAll()
                         var answer = ""
                         _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
                         let askSeconds = (clock.now - t1).seconds
@@ -252,10 +252,10 @@ public struct PasskeyBenchmark {
                 let t0 = clock.now
                 let (session, logits) = try pipeline.run(prompt: p.ids, questionStart: p.questionStart, storeAt: dir, modelFile: model.file,
                                                          parameters: parameters, precision: precision, chat: false) { attention in
-                    attention.selectionObserver = { tally.observe(layer: $0, position: $1, tokens: $2, maxSlots: $3, slots: $4, counts: $5) }
+                    attention.selections.observe(tally.observe)
                 }
                 // Only the answer step is diagnosed; the answer tokens' selections are not.
-                session.attention.selectionObserver = nil
+                session.attention.selections.removeAll()
                 var answer = ""
                 _ = try pipeline.answer(session: session, first: logits, maxTokens: 10, sampling: .greedy) { answer += $0 }
                 let elapsed = (clock.now - t0).seconds

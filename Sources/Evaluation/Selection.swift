@@ -2,7 +2,7 @@ import Foundation
 import LongHeads
 
 /// Which query heads, per layer, selected a chunk holding the passkey line at one position (the answer
-/// step: the forward of the last prompt token). Fed by `LongHeadsAttention.selectionObserver`.
+/// step: the forward of the last prompt token). Fed by `LongHeadsAttention.selections`.
 public final class SelectionTally {
     /// Layers and query heads per layer.
     public let layers: Int, heads: Int
@@ -36,18 +36,14 @@ public final class SelectionTally {
         return [0, c - 1, c].contains { keyChunks.contains($0) }
     }
 
-    /// The observer's arguments: counts the heads of `layer` at `position` if this block holds it.
-    public func observe(layer: Int, position p0: Int, tokens n: Int, maxSlots: Int,
-                 slots: UnsafePointer<Int32>, counts: UnsafePointer<Int32>) {
-        guard layer >= 0 && layer < layers, p0 <= position && position < p0 + n else { return }
-        let i = position - p0
+    /// Counts the heads of the record's layer at `position` if its block holds it.
+    public func observe(_ record: SelectionRecord) {
+        guard record.layer >= 0 && record.layer < layers, record.positions.contains(position) else { return }
         var hits = 0
-        for h in 0..<heads {
-            let pair = i * heads + h
-            let base = slots + pair * maxSlots
-            if (0..<Int(counts[pair])).contains(where: { keyChunks.contains(Int(base[$0])) }) { hits += 1 }
+        for h in 0..<min(heads, record.heads) where record.chunks(position: position, head: h).contains(where: { keyChunks.contains(Int($0)) }) {
+            hits += 1
         }
-        held[layer] = hits
+        held[record.layer] = hits
     }
 
     /// Whether every layer was observed.

@@ -39,8 +39,8 @@ public protocol ChunkArchive: AnyObject {
     /// the previous scan, so that what scans make resident does not grow with the document).
     func featureRows(layer: Int, chunks: Range<Int>, rowFloats: Int, into rows: UnsafeMutablePointer<UnsafePointer<Float>>) throws
 
-    /// Archives chunk `chunkCount` (all layers' pages at once, `pages[layer]`) with its summary.
-    func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws
+    /// Archives chunk `chunk.index` (= `chunkCount`) with its summary and, when known, its source.
+    func append(_ chunk: CompletedChunk) throws
 
     /// Runs `body` with the decoded page of (chunk, layer); the page stays valid during `body`.
     /// May be called from several threads at once.
@@ -55,6 +55,41 @@ public protocol ChunkArchive: AnyObject {
 extension ChunkArchive {
     public func withStoredPage<R>(chunk: Int, layer: Int, _ body: (ArchivedPage) throws -> R) throws -> R {
         try withPage(chunk: chunk, layer: layer) { try body(.floats($0)) }
+    }
+}
+
+/// What a chunk holds of the document: its token ids and the source bytes they were read from.
+public struct ChunkSource: Sendable, Equatable {
+    /// The chunk's token ids.
+    public var tokens: [Int32]
+    /// Where its text is in the source, in bytes (empty for template tokens).
+    public var byteRange: Range<UInt64>
+
+    /// A chunk's source.
+    public init(tokens: [Int32], byteRange: Range<UInt64>) {
+        self.tokens = tokens
+        self.byteRange = byteRange
+    }
+}
+
+/// A chunk LongHeads completed, handed to its archive. The pointers are valid during `append` only.
+public struct CompletedChunk {
+    /// Its index (the archive's `chunkCount` before it).
+    public var index: Int
+    /// One page per layer (`PageLayout`).
+    public var pages: [UnsafeBufferPointer<Float>]
+    /// Its summary (`ChunkSummaryLayout.floatsPerChunk` floats).
+    public var features: UnsafeBufferPointer<Float>
+    /// Its tokens and source bytes when it came through `LongHeadsAttention.ingest`; nil for chunks completed
+    /// by tokens the model ran otherwise (a question, an answer), which an archive keeps for the session only.
+    public var source: ChunkSource?
+
+    /// A completed chunk.
+    public init(index: Int, pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>, source: ChunkSource?) {
+        self.index = index
+        self.pages = pages
+        self.features = features
+        self.source = source
     }
 }
 

@@ -14,6 +14,10 @@ import Synchronization
 /// chunk is read once per block and layer, and partial softmax results are merged (log-sum-exp).
 ///
 /// Below `beginSelective` every query selects all chunks 0...c, which is plain causal attention.
+///
+/// What the attention asks of a selection policy is `ChunkRanking` (built once from
+/// `parameters.policy`); what it tells about its selections goes to `selections`; chunks it completes reach
+/// the archive as `CompletedChunk`s, with their tokens and source bytes when they came through `ingest`.
 public final class LongHeadsAttention: Attention {
     /// The parameters in force.
     public let parameters: LongHeadsParameters
@@ -25,12 +29,14 @@ public final class LongHeadsAttention: Attention {
     public let archive: ChunkArchive
     /// Layout of the per-chunk summary (key features and bounds) handed to the archive.
     public let summary: ChunkSummaryLayout
-    /// Chunks forced into every selective head's selection, in this order, replacing its lowest-ranked
-    /// picks (at most K-3; chunks outside 1...c-2 are skipped: chunk 0, the previous and the current chunk
-    /// are kept anyway). Set by `quest-lexical` to the chunks retrieved for a question (`LexicalRetrieval`),
-    /// and by diagnosis to the needle's chunks, to measure what the model reaches when selection is
-    /// perfect (the "oracle" of `bench niah`).
-    public var sharedChunks: [Int] = []
+    /// Chunks forced into every selective head's selection (`share`).
+    public private(set) var sharedChunks: [Int] = []
+    /// How candidate chunks are ranked: `parameters.policy`'s ranking.
+    public let ranking: any ChunkRanking
+    /// Where every layer's selections of every block are reported (citations, diagnostics).
+    public let selections = SelectionRecorder()
+    /// The source of the chunk `ingest` is running, handed to the archive with it.
+    private var pendingSource: (chunk: Int, source: ChunkSource)?
 
     private let pool: ThreadPool
     private let w: Int, H: Int, G: Int, D: Int, L: Int, group: Int
@@ -83,11 +89,6 @@ public final class LongHeadsAttention: Attention {
     private let featState: UnsafeMutablePointer<lh_softmax_state>
     private let featAcc: UnsafeMutablePointer<Float>
 
-    /// Called after selection with (layer, first position, tokens, heads, slots, counts): the sorted chunks
-    /// chosen by each (token, head), `slots[(token · heads + head) · maxSlots + s]`. For diagnostics.
-    public var selectionObserver: ((_ layer: Int, _ position: Int, _ tokens: Int, _ maxSlots: Int,
-                                    _ slots: UnsafePointer<Int32>, _ counts: UnsafePointer<Int32>) -> Void)?
-
     /// A LongHeads attention over `archive`, continuing a document of `archive.chunkCount` complete chunks
     /// (their last chunk is loaded into the recent window; the next token is at `chunkCount · w`).
     public init(config: ModelConfig, parameters: LongHeadsParameters, archive: ChunkArchive, pool: ThreadPool) throws {
@@ -115,8 +116,9 @@ public final class LongHeadsAttention: Attention {
         chunkK = .allocate(capacity: L * w * G * D)
         pendingFeatures = .allocate(capacity: summary.floatsPerChunk)
         slab = .allocate(capacity: max(H, 2 * G * summary.subs) * D * slabChunks)
+        ranking = parameters.policy.ranking(summary)
         let pick = max(1, parameters.chunksPerQuery - 3)
-        let kept = parameters.policy == .questExact ? Self.exactCandidates(pick: pick) : pick
+        let kept = ranking.kept(pick: pick)
         bestScore = .allocate(capacity: w * H * max(1, kept))
         bestChunk = .allocate(capacity: w * H * max(1, kept))
         rotatedQ = .allocate(capacity: w * H * D)
@@ -159,6 +161,24 @@ public final class LongHeadsAttention: Attention {
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
         partialState.deallocate(); featState.deallocate()
         scratchState.deallocate(); scratchLimit.deallocate()
+    }
+
+    /// Forces `chunks` into every selective head's selection from the next token on, in this order, replacing
+    /// its lowest-ranked picks (at most K-3; chunks outside 1...c-2 are skipped: chunk 0, the previous and the
+    /// current chunk are kept anyway); `[]` ends it. Used for the chunks retrieved for a question under
+    /// `quest-lexical` (`LexicalRetrieval`), and by diagnosis for the needle's chunks, to measure what the
+    /// model reaches when selection is perfect (the "oracle" of `bench niah`).
+    public func share(_ chunks: [Int]) { sharedChunks = chunks }
+
+    /// Runs one whole chunk of a document, `source.tokens` at positions `start ..< start + chunkSize` (`start`
+    /// a chunk boundary), through `model`, and archives it with `source`: the archive gets the chunk's token
+    /// ids and source bytes with its pages (`CompletedChunk`). Chunks completed through a plain
+    /// `model.forward` reach the archive without a source.
+    public func ingest(chunk source: ChunkSource, at start: Int, model: LlamaModel) throws {
+        precondition(source.tokens.count == w && start % w == 0, "ingest takes one whole chunk at a chunk boundary")
+        pendingSource = (start / w, source)
+        defer { pendingSource = nil }
+        _ = try model.forward(source.tokens[...], start: start, attention: self, logits: .none)
     }
 
     private func ringPage(layer: Int, chunk: Int) -> UnsafeMutablePointer<Float> {
@@ -333,7 +353,9 @@ public final class LongHeadsAttention: Attention {
             computeFeatures(layer: l, page: page)
             if l == L - 1 {
                 let pages = (0..<L).map { UnsafeBufferPointer(start: ringPage(layer: $0, chunk: c), count: layout.floatsPerPage) }
-                try archive.append(pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: summary.floatsPerChunk))
+                let source = pendingSource.flatMap { $0.chunk == c ? $0.source : nil }
+                try archive.append(CompletedChunk(index: c, pages: pages, features: UnsafeBufferPointer(start: pendingFeatures, count: summary.floatsPerChunk),
+                                                  source: source))
                 // Keep the chunk in the ring as the archive stores it (f16, q8 or q4 on disk), not as computed:
                 // an attention built over the archive later (a resumed ingest, `ask`) loads exactly this, so
                 // an interrupted and resumed ingest continues exactly as an uninterrupted one.
@@ -364,8 +386,8 @@ public final class LongHeadsAttention: Attention {
             precondition(c >= 3 && c - 2 >= pick)
             let first = selectiveFrom * H, pairs = n * H
             if pick > 0 {
-                // quest-exact: the bound keeps `kept` candidates, exact logits pick among them.
-                let kept = parameters.policy == .questExact ? min(c - 2, Self.exactCandidates(pick: pick)) : pick
+                // The ranking may keep more candidates than it picks (quest-exact): exact logits pick among them.
+                let kept = min(c - 2, ranking.kept(pick: pick))
                 bestScore.initialize(repeating: -.infinity, count: pairs * kept)
                 bestChunk.initialize(repeating: Int32.max, count: pairs * kept)
                 try score(layer: l, p0: p0, n: n, from: selectiveFrom, candidates: c - 2, pick: kept, q: q)
@@ -389,7 +411,8 @@ public final class LongHeadsAttention: Attention {
                 selectionCount[pair] = Int32(pick + 3)
             }
         }
-        selectionObserver?(l, p0, n, maxSlots, selection, selectionCount)
+        selections.record(SelectionRecord(layer: l, positions: p0..<(p0 + n), heads: H, maxSlots: maxSlots,
+                                          slots: selection, counts: selectionCount))
     }
 
     /// Candidates per query head that `quest-exact` rescoring reads.
@@ -445,20 +468,19 @@ public final class LongHeadsAttention: Attention {
     /// (token, head)'s `pick` best in `bestScore`/`bestChunk` (descending; ties keep the earlier chunk).
     ///
     /// Candidates are read in slabs of at most `slabChunks` chunks, so the scratch does not grow with the
-    /// document. Each slab's rows of this layer are transposed to `[row][headDim][chunk]`; a task (one head,
-    /// a range of tokens) then scores eight chunks per vector step, adding channels in order — the same sums
-    /// as the plain references (`questBound`, a channel-ordered dot for the paper's rule).
+    /// document. Each slab's rows of this layer are transposed to `[row][headDim][chunk]` (`ranking.fill`);
+    /// a task (one head, a range of tokens) then scores eight chunks per vector step over the rows its query
+    /// reads (`ranking.rows`), adding channels in order — the same sums as the plain references
+    /// (`questBound`, a channel-ordered dot for the paper's rule).
     private func score(layer l: Int, p0: Int, n: Int, from: Int, candidates: Int, pick: Int, q: UnsafeMutablePointer<Float>) throws {
-        let (H, G, D, group) = (self.H, self.G, self.D, self.group)
-        let policy = parameters.policy
-        let subs = policy == .questSub ? summary.subs : 1
-        // Rows per chunk in the slab: paper, one key feature per query head; Quest, (min, max) per KV head
-        // and sub-chunk (for `quest` the sub-chunks are merged into one bound over the whole chunk).
-        let rowsPerChunk = policy == .paper ? H : G * subs * 2
+        let (H, D) = (self.H, self.D)
+        let ranking = self.ranking
+        let subs = ranking.subs
+        let rowsPerChunk = ranking.rowsPerChunk
         let stride = (min(slabChunks, candidates) + 7) / 8 * 8
         // Queries: unrotated for the paper; for Quest rotated to the first selectable slot, (K-2)·w + t mod w.
         let qs: UnsafePointer<Float>
-        if policy == .paper {
+        if !ranking.rotatesQuery {
             qs = UnsafePointer(q)
         } else {
             let p = (parameters.chunksPerQuery - 2) * w
@@ -470,7 +492,6 @@ public final class LongHeadsAttention: Attention {
         let tokens = n - from
         let parts = max(1, min((tokens + 15) / 16, (8 * pool.threads + H - 1) / H))  // tasks per head
         precondition(H * parts <= maxScoreTasks)
-        let S = summary.subs
         var j0 = 1
         while j0 <= candidates {
             let m = min(slabChunks, candidates - j0 + 1)
@@ -478,44 +499,20 @@ public final class LongHeadsAttention: Attention {
             // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
             try archive.featureRows(layer: l, chunks: j0..<(j0 + m), rowFloats: summary.floatsPerLayer, into: slabRows)
             for x in 0..<m {
-                let row = slabRows[x]  // layer l's part of the summary: key features, then bounds
-                if policy == .paper {
-                    let src = row
-                    for r in 0..<H { for d in 0..<D { slab[(r * D + d) * stride + x] = src[r * D + d] } }
-                } else {
-                    let src = row + (summary.bounds(layer: l) - summary.keyFeatures(layer: l))  // [G][S][2][D]
-                    for g in 0..<G {
-                        if policy == .questSub {
-                            for r in 0..<(S * 2) { for d in 0..<D { slab[((g * S * 2 + r) * D + d) * stride + x] = src[(g * S * 2 + r) * D + d] } }
-                        } else {
-                            for d in 0..<D {
-                                var mn = src[(g * S * 2) * D + d], mx = src[(g * S * 2 + 1) * D + d]
-                                for s in 1..<S { mn = min(mn, src[((g * S + s) * 2) * D + d]); mx = max(mx, src[((g * S + s) * 2 + 1) * D + d]) }
-                                slab[((g * 2) * D + d) * stride + x] = mn
-                                slab[((g * 2 + 1) * D + d) * stride + x] = mx
-                            }
-                        }
-                    }
-                }
+                // Layer l's part of the summary: key features, then bounds.
+                ranking.fill(slab: slab, stride: stride, column: x, summary: slabRows[x], layer: l)
             }
             for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
             let rows = UnsafePointer(slab)
             pool.run(tasks: H * parts) { task in
                 let h = task / parts, part = task % parts
-                let g = h / group
                 for i in (from + part * tokens / parts)..<(from + (part + 1) * tokens / parts) {
                     let pair = i * H + h
                     let qh = qs + pair * D
                     let bs = self.bestScore + pair * pick, bc = self.bestChunk + pair * pick
-                    // Per sub-chunk and dimension, the slab row this query reads: paper, the head's key
-                    // feature; Quest, the max row where q_d ≥ 0, else the min row (q_d·max or q_d·min, whichever
-                    // is larger: the bound's term).
+                    // Per sub-chunk and dimension, the slab row this query reads.
                     let rowIndex = self.scoreRows + task * subs * D, scores = self.scoreOut + task * stride
-                    for s in 0..<subs {
-                        for d in 0..<D {
-                            rowIndex[s * D + d] = Int32(policy == .paper ? h * D + d : ((g * subs + s) * 2 + (qh[d] >= 0 ? 1 : 0)) * D + d)
-                        }
-                    }
+                    ranking.rows(head: h, query: qh, into: rowIndex)
                     lh_chunk_scores(qh, Int32(D), rows, Int32(stride), rowIndex, Int32(subs), Int32(m), scores)
                     for x in 0..<m {
                         let sc = scores[x]
@@ -570,6 +567,30 @@ public final class LongHeadsAttention: Attention {
             for d in 0..<self.D { kf[d] /= s1.l }
         }
     }
+}
+
+/// How a selection policy ranks the candidate chunks 1...c-2, as `LongHeadsAttention`'s scoring uses it
+/// (one conformance per policy: `SelectionPolicy.ranking`, Ranking.swift). A chunk's score for a query is
+/// Σ over channels of q_d times one row of the chunk's summary, chosen per channel (and per sub-chunk, the
+/// largest sub-chunk score winning); the attention does the arithmetic in its vector kernel, the ranking
+/// says which summary rows there are and which a query reads.
+public protocol ChunkRanking: Sendable {
+    /// Whether the query is rotated to the first selectable slot, position (K-2)·w + t mod w (Quest), or
+    /// scored without RoPE (the paper's key features).
+    var rotatesQuery: Bool { get }
+    /// Sub-chunks scored per chunk, max-pooled.
+    var subs: Int { get }
+    /// Rows per chunk in the slab.
+    var rowsPerChunk: Int { get }
+    /// Writes one chunk's rows into column `x` of a slab laid out `[row][headDim][stride]`, from `row`, the
+    /// chunk's summary part of layer `layer` (`ChunkSummaryLayout.keyFeatures(layer:)` onwards).
+    func fill(slab: UnsafeMutablePointer<Float>, stride: Int, column x: Int, summary row: UnsafePointer<Float>, layer: Int)
+    /// The slab row query head `head` reads for each sub-chunk s and channel d, at `rowIndex[s · headDim + d]`,
+    /// given the (rotated or not) query `query`.
+    func rows(head: Int, query: UnsafePointer<Float>, into rowIndex: UnsafeMutablePointer<Int32>)
+    /// Candidates kept by the scores when a head picks `pick` chunks; more than `pick` asks the attention to
+    /// rank the kept ones by their exact logits (quest-exact).
+    func kept(pick: Int) -> Int
 }
 
 #if canImport(Glibc)

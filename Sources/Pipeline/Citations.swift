@@ -18,7 +18,7 @@ public struct Citation: Codable, Sendable, Equatable {
 }
 
 /// Counts how often the query heads of every layer selected each archived chunk while the model read
-/// the tokens at `positions` (LongHeadsAttention.selectionObserver).
+/// the tokens at `positions` (`LongHeadsAttention.selections`).
 ///
 /// Chunk 0 and the two recent chunks are in every selection (LongHeads keeps them), so they carry no
 /// information and are not counted; neither are chunks completed after the store (the question and the
@@ -52,18 +52,16 @@ public final class SourceTally {
         counts = [Int](repeating: 0, count: storedChunks)
     }
 
-    /// Adds one observation of `LongHeadsAttention.selectionObserver` (one layer, `tokens` tokens from `position`).
-    public func observe(layer: Int, position p0: Int, tokens n: Int, maxSlots: Int, slots: UnsafePointer<Int32>,
-                        counts pairCounts: UnsafePointer<Int32>) {
+    /// Adds one layer's selections of a block (`LongHeadsAttention.selections`).
+    public func observe(_ record: SelectionRecord) {
+        let layer = record.layer
         while layerCounts.count <= layer { layerCounts.append([Int](repeating: 0, count: storedChunks)) }
-        for i in 0..<n {
-            let p = p0 + i
+        for p in record.positions {
             guard positions.contains(p), p >= beginSelective else { continue }
             let current = p / chunkSize
             for h in 0..<heads {
-                let pair = i * heads + h
-                for s in 0..<Int(pairCounts[pair]) {
-                    let c = Int(slots[pair * maxSlots + s])
+                for chosen in record.chunks(position: p, head: h) {
+                    let c = Int(chosen)
                     guard c > 0, c < current - 1, c < storedChunks else { continue }
                     counts[c] += 1
                     layerCounts[layer][c] += 1
@@ -73,11 +71,9 @@ public final class SourceTally {
         }
     }
 
-    /// Installs this tally as `attention`'s selection observer.
+    /// Adds this tally to `attention`'s selection observers.
     public func install(on attention: LongHeadsAttention) {
-        attention.selectionObserver = { [self] layer, p0, n, maxSlots, slots, pairCounts in
-            observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: pairCounts)
-        }
+        attention.selections.observe { [self] in observe($0) }
     }
 
     /// Each chunk's share of the counted selections (all zero when nothing was counted).

@@ -263,16 +263,20 @@ public struct DocumentPipeline {
     }
 
     /// Chunks retrieved for a question (`LexicalRetrieval`), best first: `retrievedChunks` of the archived
-    /// chunks a question's head may select, 1 ..< count-1 (chunk 0 and the last archived chunk, the question's
-    /// previous chunk, are in every head's view anyway). Only document tokens count: in a chat store the
-    /// template that opens it (system turn) is skipped, else questions would retrieve the system prompt.
+    /// chunks 1 ..< count (chunk 0 is in every head's view). The last archived chunk is a candidate too: it is
+    /// the previous chunk of the question's first tokens (in view anyway: `LongHeadsAttention.share` skips it
+    /// there), but not of the tokens once the question or its answer reaches the next chunk, which then need
+    /// it shared. (Leaving it out made a 1,024-token passkey prompt through `generate` retrieve the only other
+    /// candidate, which displaced the pass key's chunk from the answer's selection.) Only document tokens
+    /// count: in a chat store the template that opens it (system turn) is skipped, else questions would
+    /// retrieve the system prompt.
     public func retrieve(question: [Int32], reader: StoreReader, info: StoreInfo) throws -> [LexicalRetrieval.Match] {
         try retrieve(question: question, chunkCount: reader.chunkCount, info: info) { try reader.tokens(ofChunk: $0) }
     }
 
     /// `retrieve`, with the stored chunks' tokens from `tokens` (a session reads them once).
     func retrieve(question: [Int32], chunkCount: Int, info: StoreInfo, tokens: (Int) throws -> [Int32]) throws -> [LexicalRetrieval.Match] {
-        let candidates = 1..<max(1, chunkCount - 1)
+        let candidates = 1..<max(1, chunkCount)
         let opening = info.chat ? ChatTemplate.userTurnOpening(tokenizer: tokenizer).count : 0
         return try LexicalRetrieval().rank(query: question, chunks: candidates, limit: Self.retrievedChunks) { j in
             Array(try tokens(j).dropFirst(max(0, opening - j * info.chunkSize)))

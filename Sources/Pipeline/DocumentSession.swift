@@ -135,7 +135,7 @@ public final class DocumentSession {
         var logits = UnsafeBufferPointer<Float>(start: nil, count: 0)
         var i = 0
         while i < feed.count {
-            if i == switchAt { attention.sharedChunks = shared }
+            if i == switchAt { attention.share(shared) }
             // Blocks never cross more than one chunk boundary, nor the start of a question.
             let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize, i < switchAt ? switchAt - i : .max)
             logits = try model.forward(feed[i..<(i + n)], start: pos, attention: attention, logits: i + n == feed.count ? .last : .none)
@@ -207,11 +207,9 @@ public final class DocumentSession {
         let answerTally = SourceTally(parameters: info.parameters, storedChunks: reader.chunkCount, heads: heads,
                                       positions: (first + ids.count - 1)..<Int.max)
         let (state, logits) = try open(then: ids, policy: options.policy, question: true) { attention in
-            attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
-                tally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
-                if tallies != nil {
-                    answerTally.observe(layer: layer, position: p0, tokens: n, maxSlots: maxSlots, slots: slots, counts: counts)
-                }
+            attention.selections.observe { record in
+                tally.observe(record)
+                if tallies != nil { answerTally.observe(record) }
             }
         }
         let t1 = clock.now

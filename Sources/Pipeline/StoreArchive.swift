@@ -87,8 +87,6 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
     /// runs the tail and the question (every chunk read once per block and layer, so caching would only
     /// fill memory) and caches while decoding, where the same chunks are read at every step.
     public var streaming: Bool
-    /// Token ids and source byte range of the chunk the next `append` archives (set by the ingest loop).
-    public var nextChunk: (tokens: [Int32], byteRange: Range<UInt64>)?
 
     /// Pages one decode step can read from an archive: per layer chunk 0 and, for each query head, the
     /// chunks it selects besides chunk 0 and the two recent ones (those are in LongHeads' ring).
@@ -172,15 +170,16 @@ public final class StoreArchive: ChunkArchive, @unchecked Sendable {
         streaming = false
     }
 
-    public func append(pages: [UnsafeBufferPointer<Float>], features: UnsafeBufferPointer<Float>) throws {
+    /// Ingest: the chunk and its source go to the store (a chunk without a source is refused: a store
+    /// records every chunk's tokens). Ask: the chunk stays in RAM for the session.
+    public func append(_ chunk: CompletedChunk) throws {
         if let writer {
-            let next = nextChunk ?? ([], 0..<0)
-            try writer.append(ChunkRecord(tokens: next.tokens, byteRange: next.byteRange, pages: pages, features: features))
-            nextChunk = nil
+            let source = chunk.source ?? ChunkSource(tokens: [], byteRange: 0..<0)
+            try writer.append(ChunkRecord(tokens: source.tokens, byteRange: source.byteRange, pages: chunk.pages, features: chunk.features))
         } else {
-            sessionPages.append(pages.map(Array.init))
-            let f = UnsafeMutablePointer<Float>.allocate(capacity: features.count)
-            f.initialize(from: features.baseAddress!, count: features.count)
+            sessionPages.append(chunk.pages.map(Array.init))
+            let f = UnsafeMutablePointer<Float>.allocate(capacity: chunk.features.count)
+            f.initialize(from: chunk.features.baseAddress!, count: chunk.features.count)
             sessionFeatures.append(f)
         }
     }

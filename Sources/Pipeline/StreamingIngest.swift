@@ -388,8 +388,7 @@ final class ChunkIngester {
                 prepare(a)
                 attention = a
             }
-            archive.nextChunk = (chunk, range)
-            _ = try pipeline.model.forward(chunk[...], start: c * w, attention: attention!, logits: .none)
+            try attention!.ingest(chunk: ChunkSource(tokens: chunk, byteRange: range), at: c * w, model: pipeline.model)
             computeSeconds += (clock.now - t).seconds
             computed += 1
         }

@@ -41,6 +41,9 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Print timing (tokens/s) to stderr.")
     var verbose = false
 
+    @Flag(name: .long, help: "On a long prompt, do not take its last paragraph as a question whose words retrieve a chunk for every head (quest-lexical; Docs/CLI.md).")
+    var noRetrieval = false
+
     @Option(name: .long, help: "Diagnostics: report per layer the share of heads whose selection holds the chunk with this token position, at the last prompt token.")
     var selectionReport: Int?
 
@@ -61,13 +64,12 @@ struct Generate: ParsableCommand {
             let text = try prompt ?? readText(path: promptFile ?? "-")
             guard !text.isEmpty else { throw GenerationError.emptyPrompt }
             let (model, tokenizer) = try modelOptions.load()
-            var ids = chat ? ChatTemplate.chatML(user: text, tokenizer: tokenizer) : tokenizer.encode(text)
-            if !chat, tokenizer.addBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
+            let ids = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: 0).promptTokens(text, chat: chat)
             guard !ids.isEmpty else { throw GenerationError.emptyPrompt }
             let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed)
             if ids.count + maxTokens > lh.parameters.beginSelective {
                 // Past the selective threshold: LongHeads through a temporary store, removed afterwards.
-                try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling)
+                try generateLong(text: text, ids: ids, model: model, tokenizer: tokenizer, sampling: sampling)
                 return
             }
             let attention = DenseAttention(config: model.config, capacity: ids.count + maxTokens, pool: model.pool)
@@ -86,33 +88,38 @@ struct Generate: ParsableCommand {
 }
 
 extension Generate {
-    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters) throws {
+    func generateLong(text: String, ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters) throws {
         // Removed on return, error, Ctrl-C / SIGTERM, and by the next longheads after a crash (issue 14:
         // an interrupted generate left its store behind).
-        try withTemporaryStore("generate") { dir in try generateLong(ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, dir: dir) }
+        try withTemporaryStore("generate") { dir in
+            try generateLong(text: text, ids: ids, model: model, tokenizer: tokenizer, sampling: sampling, dir: dir)
+        }
     }
 
-    func generateLong(ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, dir: String) throws {
+    func generateLong(text: String, ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, dir: String) throws {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
         let clock = ContinuousClock()
         let t0 = clock.now
-        let (session, logits) = try pipeline.run(prompt: ids, storeAt: dir, modelFile: model.file, parameters: lh.parameters,
+        // The prompt's last paragraph is read as `ask` reads a question: its tokens retrieve a chunk (issue 15).
+        let questionStart = noRetrieval ? nil : pipeline.questionStart(ofPrompt: text, chat: chat, ids: ids)
+        if verbose, let questionStart {
+            log("generate: retrieval query: tokens \(questionStart)..<\(ids.count): "
+                + String(reflecting: tokenizer.decode(Array(ids[questionStart...]))))
+        }
+        let (session, logits) = try pipeline.run(prompt: ids, questionStart: questionStart, storeAt: dir, modelFile: model.file, parameters: lh.parameters,
                                                  precision: lh.kvPrecision, chat: chat) { attention in
             guard let target = selectionReport else { return }
             let chunk = Int32(target / lh.chunk)
             let last = ids.count - 1
-            attention.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
-                guard p0 <= last && last < p0 + n else { return }
-                let i = last - p0, H = model.config.heads
-                var hits = 0
-                for h in 0..<H {
-                    let pair = i * H + h
-                    if (0..<Int(counts[pair])).contains(where: { slots[pair * maxSlots + $0] == chunk }) { hits += 1 }
-                }
-                log("selection: layer \(layer) chunk \(chunk) held by \(hits)/\(H) heads")
+            attention.selections.observe { record in
+                guard record.positions.contains(last) else { return }
+                let H = record.heads
+                let hits = (0..<H).filter { record.chunks(position: last, head: $0).contains(chunk) }.count
+                log("selection: layer \(record.layer) chunk \(chunk) held by \(hits)/\(H) heads")
             }
         }
         let t1 = clock.now
+        if verbose, questionStart != nil { log("generate: retrieved chunks \(session.attention.sharedChunks)") }
         let answer = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) {
             try Output.write($0)
         }

@@ -131,10 +131,10 @@ private let document = (0..<30).map { i in
         let questionStart = info.tokens
         var checked = 0
         let (session, _) = try p.open(store: store, modelFile: file, then: question, question: true) { attention in
-            attention.selectionObserver = { _, p0, n, maxSlots, slots, counts in
-                for i in 0..<n where p0 + i >= questionStart {
-                    for pair in (i * 4)..<((i + 1) * 4) {
-                        let chosen = (0..<Int(counts[pair])).map { slots[pair * maxSlots + $0] }
+            attention.selections.observe { record in
+                for p in record.positions where p >= questionStart {
+                    for h in 0..<4 {
+                        let chosen = Array(record.chunks(position: p, head: h))
                         #expect(chosen.contains(Int32(needle)))
                         checked += 1
                     }

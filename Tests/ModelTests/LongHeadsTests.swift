@@ -133,13 +133,12 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         let toks = LongHeadsInvariantTests.tokens(160, seed: 4)
         let lh = try LongHeadsAttention(config: model.config, parameters: .init(chunkSize: 16, attentionLength: 64),
                                         archive: MemoryArchive(), pool: model.pool)
-        lh.sharedChunks = [2]
+        lh.share([2])
         var checked = 0
-        lh.selectionObserver = { layer, p0, n, maxSlots, slots, counts in
-            for i in 0..<n where p0 + i >= 64 && (p0 + i) / 16 >= 4 {
+        lh.selections.observe { record in
+            for p in record.positions where p >= 64 && p / 16 >= 4 {
                 for h in 0..<model.config.heads {
-                    let pair = i * model.config.heads + h
-                    let chosen = (0..<Int(counts[pair])).map { slots[pair * maxSlots + $0] }
+                    let chosen = Array(record.chunks(position: p, head: h))
                     #expect(chosen.contains(2) && chosen.count == 4 && chosen == chosen.sorted())
                     checked += 1
                 }

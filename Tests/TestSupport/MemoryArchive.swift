@@ -5,6 +5,8 @@ public final class MemoryArchive: ChunkArchive, @unchecked Sendable {
     public private(set) var pages: [[[Float]]] = []     // [chunk][layer][floats]
     public private(set) var featureRows: [UnsafeMutablePointer<Float>] = []
     public private(set) var reads = 0
+    /// What came with each chunk (`CompletedChunk.source`).
+    public private(set) var sources: [ChunkSource?] = []
 
     public init() {}
 
@@ -18,7 +20,10 @@ public final class MemoryArchive: ChunkArchive, @unchecked Sendable {
         for (x, c) in chunks.enumerated() { rows[x] = UnsafePointer(featureRows[c] + layer * rowFloats) }
     }
 
-    public func append(pages p: [UnsafeBufferPointer<Float>], features f: UnsafeBufferPointer<Float>) throws {
+    public func append(_ chunk: CompletedChunk) throws {
+        precondition(chunk.index == pages.count, "chunk \(chunk.index) archived as chunk \(pages.count)")
+        let (p, f) = (chunk.pages, chunk.features)
+        sources.append(chunk.source)
         pages.append(p.map(Array.init))
         let row = UnsafeMutablePointer<Float>.allocate(capacity: f.count)
         row.initialize(from: f.baseAddress!, count: f.count)
