@@ -137,8 +137,8 @@ private let tinyTokenizer: Tokenizer = {
         let ids = (0..<100).map { Int32(65 + $0 % 26) }
         _ = try pipeline.run(prompt: ids, storeAt: dir, modelFile: file, parameters: LongHeadsParameters(chunkSize: 16, attentionLength: 48),
                              precision: .f16, chat: false,
-                             prepare: { a in a.selectionObserver = { _, p0, _, _, _, _ in seen.open.insert(p0) } },
-                             prepareIngest: { a in a.selectionObserver = { _, p0, _, _, _, _ in seen.ingest.insert(p0) } })
+                             prepare: { a in a.selections.observe { seen.open.insert($0.positions.lowerBound) } },
+                             prepareIngest: { a in a.selections.observe { seen.ingest.insert($0.positions.lowerBound) } })
         // Six complete chunks of 16 are ingested; the tail (96...98) and the last token run on open.
         #expect(seen.ingest == Set(stride(from: 0, to: 96, by: 16)))
         #expect(seen.open == [96])

@@ -114,15 +114,15 @@ private func occurrences(of needle: String, in s: String) -> Int { s.components(
         // Other tokens of the block select the key everywhere: they must not count.
         for i in [0, 2, 3] { for h in 0..<heads { set(token: i, head: h, [0, 2, 3, 6]) } }
         slots.withUnsafeBufferPointer { s in counts.withUnsafeBufferPointer { c in
-            t.observe(layer: 0, position: 100, tokens: n, maxSlots: maxSlots, slots: s.baseAddress!, counts: c.baseAddress!)
+            t.observe(SelectionRecord(layer: 0, positions: 100..<(100 + n), heads: heads, maxSlots: maxSlots, slots: s.baseAddress!, counts: c.baseAddress!))
             // A block that does not hold position 101 is ignored.
-            t.observe(layer: 1, position: 104, tokens: n, maxSlots: maxSlots, slots: s.baseAddress!, counts: c.baseAddress!)
+            t.observe(SelectionRecord(layer: 1, positions: 104..<(104 + n), heads: heads, maxSlots: maxSlots, slots: s.baseAddress!, counts: c.baseAddress!))
         } }
         #expect(!t.complete)
         #expect(t.countsLine == "2 ?")
         for h in 0..<heads { set(token: 1, head: h, [0, 1, 4, 6]) }
         slots.withUnsafeBufferPointer { s in counts.withUnsafeBufferPointer { c in
-            t.observe(layer: 1, position: 100, tokens: n, maxSlots: maxSlots, slots: s.baseAddress!, counts: c.baseAddress!)
+            t.observe(SelectionRecord(layer: 1, positions: 100..<(100 + n), heads: heads, maxSlots: maxSlots, slots: s.baseAddress!, counts: c.baseAddress!))
         } }
         #expect(t.complete)
         #expect(t.perLayer == [2.0 / 3, 0])

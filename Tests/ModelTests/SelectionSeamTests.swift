@@ -8,7 +8,7 @@ import Testing
 /// Issue 15, part 3: the seams of LongHeads' selection — the rankings behind `ChunkRanking`, the selection
 /// recorder, and chunk sources handed to the archive with the chunk.
 @Suite struct SelectionSeamTests {
-    static let layout = ChunkSummaryLayout(layers: 2, heads: 4, kvHeads: 2, headDim: 8, chunkSize: 128)  // 2 sub-chunks
+    static let layout = ChunkSummaryLayout(layers: 2, heads: 4, kvHeads: 2, headDim: 8, chunkSize: 128, contents: .full)  // 2 sub-chunks
 
     /// A chunk's score as the attention computes it through a ranking: the slab column `fill` writes, the
     /// rows `rows` picks, summed over channels in order and max-pooled over sub-chunks (lh_chunk_scores).
