@@ -315,7 +315,16 @@ static void kivi_tile_ref(const lh_kivi_page *pg, int32_t g, int32_t D, int32_t 
     }
 }
 
-void lh_attn_update_kivi_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
+// One decoder of a 16-token tile of K and V, and one float kernel over a tile: the reference pair or the
+// AVX-512 pair. The tile loop around them is the same for both (kivi_attn_update).
+typedef void (*kivi_tile_fn)(const lh_kivi_page *pg, int32_t g, int32_t D, int32_t tile, int32_t cnt, float *K, float *V);
+typedef void (*attn_update_fn)(const float *q, int32_t ldq, int32_t nq, int32_t D, const float *K, const float *V,
+                               int32_t ldkv, int32_t n, const int32_t *limit, float scale, lh_softmax_state *state,
+                               float *acc, int32_t lda);
+
+// Per tile: dequantize once into stack scratch, then the float kernel over all nq queries.
+static void kivi_attn_update(kivi_tile_fn tile_fn, attn_update_fn update_fn,
+                             const float *q, int32_t ldq, int32_t nq, int32_t D,
                              const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
                              float scale, lh_softmax_state *state, float *acc, int32_t lda) {
     if (nq <= 0 || n <= 0) return;
@@ -329,12 +338,18 @@ void lh_attn_update_kivi_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
     const int32_t maxEnd = kivi_ends(nq, n, limit, end);
     for (int32_t t0 = 0; t0 < maxEnd; t0 += 16) {
         const int32_t cnt = maxEnd - t0 < 16 ? maxEnd - t0 : 16;
-        kivi_tile_ref(page, g, D, t0 / 16, cnt, K, V);
+        tile_fn(page, g, D, t0 / 16, cnt, K, V);
         kivi_tile_limits(nq, end, t0, cnt, lim);
-        lh_attn_update_ref(q, ldq, nq, D, K, V, D, cnt, lim, scale, state, acc, lda);
+        update_fn(q, ldq, nq, D, K, V, D, cnt, lim, scale, state, acc, lda);
     }
     if (K != stackTile) free(K);
     if (end != stackEnds) free(end);
+}
+
+void lh_attn_update_kivi_ref(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                             const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                             float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+    kivi_attn_update(kivi_tile_ref, lh_attn_update_ref, q, ldq, nq, D, page, g, n, limit, scale, state, acc, lda);
 }
 
 #if defined(__x86_64__)
@@ -378,28 +393,12 @@ LH_AVX512 static void kivi_tile_avx512(const lh_kivi_page *pg, int32_t g, int32_
     }
 }
 
-// Per tile: dequantize once, then the float kernel over all nq queries (4 at a time inside it); a
-// query's operations are those of attn_update_avx512 over the decoded page, tile by tile.
-LH_AVX512 static void attn_update_kivi_avx512(const float *q, int32_t ldq, int32_t nq, int32_t D,
-                                              const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
-                                              float scale, lh_softmax_state *state, float *acc, int32_t lda) {
-    if (nq <= 0 || n <= 0) return;
-    float stackTile[32 * LH_KIVI_STACK_D] __attribute__((aligned(64)));
-    int32_t stackEnds[2 * LH_KIVI_STACK_Q];
-    float *K = D <= LH_KIVI_STACK_D ? stackTile : aligned_alloc(64, sizeof(float) * 32 * (size_t)D);
-    int32_t *end = nq <= LH_KIVI_STACK_Q ? stackEnds : malloc(sizeof(int32_t) * 2 * (size_t)nq);
-    if (!K || !end) abort();
-    float *V = K + 16 * D;
-    int32_t *lim = end + nq;
-    const int32_t maxEnd = kivi_ends(nq, n, limit, end);
-    for (int32_t t0 = 0; t0 < maxEnd; t0 += 16) {
-        const int32_t cnt = maxEnd - t0 < 16 ? maxEnd - t0 : 16;
-        kivi_tile_avx512(page, g, D, t0 / 16, cnt, K, V);
-        kivi_tile_limits(nq, end, t0, cnt, lim);
-        attn_update_avx512(q, ldq, nq, D, K, V, D, cnt, lim, scale, state, acc, lda);
-    }
-    if (K != stackTile) free(K);
-    if (end != stackEnds) free(end);
+// The AVX-512 tile decoder and float kernel (4 queries at a time inside it): a query's operations are
+// those of attn_update_avx512 over the decoded page, tile by tile.
+static void attn_update_kivi_avx512(const float *q, int32_t ldq, int32_t nq, int32_t D,
+                                    const lh_kivi_page *page, int32_t g, int32_t n, const int32_t *limit,
+                                    float scale, lh_softmax_state *state, float *acc, int32_t lda) {
+    kivi_attn_update(kivi_tile_avx512, attn_update_avx512, q, ldq, nq, D, page, g, n, limit, scale, state, acc, lda);
 }
 #endif
 
