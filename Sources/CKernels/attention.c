@@ -2,6 +2,7 @@
 #include "lh_attention.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,7 +202,9 @@ LH_AVX512 static void chunk_scores_avx512(const float *q, int32_t D, const float
 
 // ---------------------------------------------------------------- dispatch
 
-static int attn_path = -1;  // 0 reference, 1 avx512
+// Chosen once, lazily, by whichever thread calls first; an atomic so two pool workers
+// racing on the first call are defined behaviour (both compute the same answer).
+static _Atomic int attn_path = -1;  // 0 reference, 1 avx512
 
 static int choose_path(void) {
     const char *forced = getenv("LONGHEADS_KERNEL");
@@ -216,8 +219,12 @@ static int choose_path(void) {
 }
 
 int32_t lh_attn_is_avx512(void) {
-    if (attn_path < 0) attn_path = choose_path();
-    return attn_path == 1;
+    int p = atomic_load_explicit(&attn_path, memory_order_relaxed);
+    if (p < 0) {
+        p = choose_path();
+        atomic_store_explicit(&attn_path, p, memory_order_relaxed);
+    }
+    return p == 1;
 }
 
 void lh_attn_update(const float *q, int32_t ldq, int32_t nq, int32_t D,
