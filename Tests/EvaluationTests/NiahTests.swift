@@ -161,3 +161,28 @@ struct NiahQwen2HaystackTests {
         #expect(tok.decode(Array(p.ids[p.questionStart...])).contains("\n"))
     }
 }
+
+/// `bench niah --via`: the readings list and who answers each trial.
+@Suite struct NiahViaTests {
+    func configuration(policies: [String], ingestPolicy: String? = nil, vias: [NiahVia]) -> NiahConfiguration {
+        NiahConfiguration(tasks: [.prose], lengths: [700], trials: 1, depths: nil, seed: 1, policies: policies, ingestPolicy: ingestPolicy,
+                          chunk: 64, attention: 320, selectiveFrom: nil, precision: .default, vias: vias)
+    }
+
+    @Test func parsesDistinctKnownNames() {
+        #expect(NiahVia.list("ask") == [.ask])
+        #expect(NiahVia.list("generate, ask,generate-no-retrieval") == [.generate, .ask, .generateNoRetrieval])
+        for bad in ["", "chat", "ask,", "ask,ask", "generate,Generate"] { #expect(NiahVia.list(bad) == nil, "\(bad)") }
+    }
+
+    /// `ask` answers under every policy; each `generate` reading once, under the ingest selection policy
+    /// (quest when the oracle ingests: generate has nothing to force).
+    @Test func answerers() {
+        let a = configuration(policies: ["quest-lexical", "quest"], vias: [.ask, .generate]).answerers
+        #expect(a.map(\.via) == [.ask, .ask, .generate] && a.map(\.policy) == ["quest-lexical", "quest", "quest-lexical"])
+        let o = configuration(policies: ["oracle", "paper"], vias: [.generateNoRetrieval, .ask]).answerers
+        #expect(o.map(\.via) == [.generateNoRetrieval, .ask, .ask] && o.map(\.policy) == ["quest", "oracle", "paper"])
+        let g = configuration(policies: ["quest"], ingestPolicy: "paper", vias: [.generate]).answerers
+        #expect(g.map(\.via) == [.generate] && g.map(\.policy) == ["paper"])
+    }
+}
