@@ -45,3 +45,48 @@ import Tokenization
         #expect(s["tokens_per_second"] as? Double == Double(summary.info.tokens) / 2 && s["precision"] as? String == "q4")
     }
 }
+
+/// What `ask` and `verify` print, built in Pipeline (`Answer.jsonLine`, `Citation.json`, `appendLine`, `verifyStore`).
+@Suite struct AskReportTests {
+    @Test func answerLineKeepsItsKeyOrder() throws {
+        let json = #"{"question":"q","text":" an answer\n","tokens":3,"openSeconds":0.1,"seconds":0.12345,"#
+            + #""sources":[{"start":10,"end":20,"chunk":2,"share":0.66666,"lift":-0.1234}]}"#
+        let a = try JSONDecoder().decode(Answer.self, from: Data(json.utf8))
+        #expect(try a.jsonLine(id: 4) == #"{"id":4,"answer":"an answer","seconds":0.123,"sources":[{"start":10,"end":20,"chunk":2,"share":0.667,"lift":-0.123}]}"#)
+        #expect(try a.jsonLine(id: "x").hasPrefix(#"{"id":"x","#))
+    }
+
+    @Test func appendLineAppendsOrNamesTheFile() throws {
+        let dir = temp("append-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try appendLine("{\"a\":1}", toFile: dir + "/t.jsonl")
+        try appendLine("{\"a\":2}", toFile: dir + "/t.jsonl")
+        #expect(try String(contentsOfFile: dir + "/t.jsonl", encoding: .utf8) == "{\"a\":1}\n{\"a\":2}\n")
+        #expect { try appendLine("x", toFile: dir + "/missing/t.jsonl") } throws: { e in
+            (e as? AppendError)?.description.hasPrefix(dir + "/missing/t.jsonl: cannot write (") == true
+        }
+    }
+
+    @Test func verifyStoreNamesDamageAndUnfinishedIngests() throws {
+        let modelPath = try TinyModel().write(name: "verify-store")
+        let dir = temp("verify-store-\(UUID().uuidString.prefix(6))")
+        defer { for p in [modelPath, dir] { try? FileManager.default.removeItem(atPath: p) } }
+        let file = try GGUFFile(path: modelPath)
+        let pipeline = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 16), tokenizer: try Tokenizer(gguf: file),
+                                        budgetBytes: 16 << 20)
+        let text = String(repeating: "the cart rolled past the mill and stood there. ", count: 6)
+        let summary = try pipeline.ingest(source: DocumentSource(bytes: Array(text.utf8)), to: dir, modelFile: file,
+                                          parameters: LongHeadsParameters(chunkSize: 16, attentionLength: 64), precision: .default, chat: false)
+        guard case .ok(let chunks, let tokens) = try verifyStore(at: dir) else { Issue.record("intact store not ok"); return }
+        #expect(chunks > 0 && tokens > 0 && tokens <= summary.info.tokens)
+        // A flipped byte in the pages is named.
+        let pages = URL(fileURLWithPath: dir + "/pages")
+        var data = try Data(contentsOf: pages)
+        data[data.count - 5] ^= 0xFF
+        try data.write(to: pages)
+        guard case .damaged(let problems) = try verifyStore(at: dir) else { Issue.record("damage not found"); return }
+        #expect(!problems.isEmpty)
+        #expect(throws: (any Error).self) { try verifyStore(at: dir + "/none") }
+    }
+}
