@@ -86,8 +86,8 @@ struct Filter: ParsableCommand {
     func filterRecords(_ classifier: YesNoClassifier) throws {
         let splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
         let filter = RecordFilter(classifier: classifier, splitter: splitter, threshold: threshold, invert: invert, batchTokens: batchTokens,
-                                  text: recordText) { r, d in
-            if d.passes { try Output.write(score ? scored(r, d.probability) : r.bytes) }
+                                  text: { try $0.text(field: field, source: "standard input") }) { r, d in
+            if d.passes { try Output.write(score ? r.scored(d.probability, json: field != nil) : r.bytes) }
         }
         let clock = ContinuousClock()
         let t0 = clock.now
@@ -118,31 +118,5 @@ struct Filter: ParsableCommand {
             log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); packed: %d tokens in %d passes",
                        filter.records, filter.passed, s, Double(filter.records) / max(s, 1e-9), filter.packedTokens, filter.passes))
         }
-    }
-
-    /// The text the question is asked about: the record without its terminator, or its JSON field.
-    func recordText(_ r: Record) throws -> String {
-        let where_ = "standard input: record \(r.number) (byte \(r.offset))"
-        guard let text = String(validating: r.content, as: UTF8.self) else {
-            throw InputError(description: "\(where_): invalid UTF-8 at byte offset \(r.offset + firstInvalidUTF8(r.content))")
-        }
-        guard let field else { return text }
-        if text.allSatisfy(\.isWhitespace) { return "" }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(r.content)) as? [String: Any] else {
-            throw InputError(description: "\(where_): not a JSON object")
-        }
-        guard let value = object[field] as? String else { throw InputError(description: "\(where_): no string field \"\(field)\"") }
-        return value
-    }
-
-    /// The record with its score: `P\t` before it, or a "score" member added to a JSON object.
-    func scored(_ r: Record, _ p: Double) -> [UInt8] {
-        let s = String(format: "%.4f", p)
-        if field != nil, let close = r.content.lastIndex(of: UInt8(ascii: "}")) {
-            let before = r.content[..<close]
-            let empty = before.last(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{")
-            return Array(before) + Array(((empty ? "" : ",") + "\"score\":\(s)").utf8) + Array(r.bytes[close...])
-        }
-        return Array((s + "\t").utf8) + r.bytes
     }
 }
