@@ -46,6 +46,7 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as TokenizerError: return fail("\(e)", code: Exit.badModel)
     case let e as ModelCacheError:
         if case .unknownModel = e { return fail(e.description, code: Exit.usage) }
+        if case .noSuchModel = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.unavailable)
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
@@ -129,7 +130,7 @@ struct ModelOptions: ParsableArguments {
     /// The model path: a catalog name resolves to the cache (fetched and verified on first use),
     /// anything else is a file path; no `--model` means the default model.
     func resolvePath() throws -> String {
-        try resolveModel(model)
+        try ModelCache().resolve(model, log: log)
     }
 
     /// Opens the GGUF and builds its tokenizer (no weights loaded).
@@ -143,18 +144,4 @@ struct ModelOptions: ParsableArguments {
         let (file, tok) = try openTokenizer()
         return (try LlamaModel(file: file, threads: threads, maxBatch: maxBatch), tok)
     }
-}
-
-/// Resolves a `--model` value: nil → the default model, a catalog name → its cached file (fetched
-/// on first use), otherwise an existing file path. A name wins over a file of the same name
-/// (write `./NAME` for the file).
-func resolveModel(_ value: String?, cache: ModelCache = ModelCache()) throws -> String {
-    guard let value else { return try cache.ensure(PublishedModel.defaultModel, log: log) }
-    if let known = PublishedModel.named(value) { return try cache.ensure(known, log: log) }
-    guard FileManager.default.fileExists(atPath: value) else {
-        let names = PublishedModel.catalog.map(\.name).joined(separator: ", ")
-        throw InputError(description: "\(value): no such model file, and not a model name (known: \(names))",
-                         code: Exit.noInput)
-    }
-    return value
 }
