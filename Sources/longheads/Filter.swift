@@ -91,27 +91,8 @@ struct Filter: ParsableCommand {
         }
         let clock = ContinuousClock()
         let t0 = clock.now
-        // A record is written as soon as its batch is scored: the batch is run when it is full, and
-        // before any read that would wait for input (`tail -f | longheads filter`), and at the end.
-        func inputWaiting() -> Bool {
-            var fds = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
-            return poll(&fds, 1, 0) > 0
-        }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            if filter.hasWaiting && !inputWaiting() { try filter.flush() }
-            let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                // EBADF: stdin was closed (`<&-`; `StandardStreams` parks a write-only /dev/null there).
-                let reason = errno == EBADF ? "standard input is closed" : "read failed: \(String(cString: strerror(errno)))"
-                try filter.flush()
-                throw InputError(description: "standard input: \(reason)", code: Exit.noInput)
-            }
-            if n == 0 { break }
-            do { try filter.feed(buffer[0..<n]) } catch let e as RecordError { throw InputError(description: "standard input: \(e)") }
-        }
-        try filter.finish()
+        // A record is written as soon as its batch is scored (`RecordFilter.run`).
+        try filter.run(fileDescriptor: STDIN_FILENO, name: "standard input")
         if filter.records == 0 { log("longheads: filter: no records on standard input") }
         if verbose {
             let s = (clock.now - t0).seconds

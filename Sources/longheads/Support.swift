@@ -51,6 +51,7 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
     case let e as RecordTextError: return fail(e.description, code: Exit.dataError)
+    case let e as RecordInputError: return fail(e.description, code: e.unreadable ? Exit.noInput : Exit.dataError)
     case let e as StoreError:
         return fail(e.description, code: e.isDiskFull ? Exit.ioError : e.isRefusedCreation ? Exit.cannotCreate : Exit.dataError)
     case let e as EvaluationError: return fail(e.description, code: Exit.ioError)
