@@ -66,6 +66,16 @@ public struct PasskeyTrial: Encodable, Sendable {
         case length, tokens, trial, depth, key, answer, correct, seconds, parameters, precision, keySpan, keyChunk, keyChunks,
              answerChunk, keyInForcedChunk, selectionRecall, selectionPerLayer
     }
+
+    /// The trial as `bench passkey` logs it in text mode (stderr): the outcome, then the selection
+    /// diagnostic with the heads per layer (of `heads`) that held the key's chunk.
+    public func logLines(heads: Int) -> [String] {
+        let chunks = keyChunks.count == 1 ? "\(keyChunk)" : "\(keyChunk)-\(keyChunks.last!)"
+        return [String(format: "passkey %d tokens depth %.2f: %@ (%@)", tokens, depth, correct ? "ok" : "MISS",
+                       answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")),
+                String(format: "  selection: key chunk %@ of %d%@, recall %.2f, heads/%d per layer: %@",
+                       chunks, answerChunk + 1, keyInForcedChunk ? " (forced)" : "", selectionRecall.value ?? 0, heads, countsLine)]
+    }
 }
 
 /// The summary of one length of `bench passkey` (a JSON line).
@@ -107,6 +117,16 @@ public struct NiahTrial: Encodable, Sendable {
 
     /// The answerer as logged: the policy, after its `via` when that is not `ask` ("generate:quest-lexical").
     public var label: String { via == NiahVia.ask.rawValue ? policy : via + ":" + policy }
+
+    /// The trial as `bench niah` logs it in text mode (stderr): the outcome, then the heads per layer (of
+    /// `heads`) whose selection held the needle's chunk.
+    public func logLines(heads: Int) -> [String] {
+        [String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
+                task, tokens, depth, label, correct ? "ok" : "MISS", expected,
+                answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
+                selectionRecall.value ?? 0, needleInForcedChunk ? " (forced)" : "", ingestSeconds, askSeconds),
+         "  selection heads/\(heads) per layer: \(countsLine)"]
+    }
 }
 
 /// The summary of one (task, length, policy) of `bench niah` (a JSON line, and a row of the text table).

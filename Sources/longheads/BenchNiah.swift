@@ -120,12 +120,7 @@ struct BenchNiah: ParsableCommand {
             let H = model.config.heads
             let rows = try NiahBenchmark(configuration: cfg, pipeline: pipeline, scratchDirectory: TemporaryStores.directory).run(trial: { t in
                 if json { return try Output.line(try jsonLine(t)) }
-                log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
-                           t.task, t.tokens, t.depth, t.label, t.correct ? "ok" : "MISS", t.expected,
-                           t.answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
-                           t.selectionRecall.value ?? 0, t.needleInForcedChunk ? " (forced)" : "",
-                           t.ingestSeconds, t.askSeconds))
-                log("  selection heads/\(H) per layer: \(t.countsLine)")
+                for line in t.logLines(heads: H) { log(line) }
             }, summary: { row in
                 if json { try Output.line(try jsonLine(row)) }
             })

@@ -186,3 +186,33 @@ struct NiahQwen2HaystackTests {
         #expect(g.map(\.via) == [.generate] && g.map(\.policy) == ["paper"])
     }
 }
+
+/// `NiahBenchmark` on the tiny model: one row per answerer and trial (`--via`), and the text-mode log lines.
+@Suite struct NiahBenchmarkRunTests {
+    @Test func viaRowsAndLogLines() throws {
+        let path = try TinyModel().write(name: "niah-run")
+        let dir = NSTemporaryDirectory() + "niah-run-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { for p in [path, dir] { try? FileManager.default.removeItem(atPath: p) } }
+        let file = try GGUFFile(path: path)
+        let pipeline = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 16), tokenizer: try Tokenizer(gguf: file),
+                                        budgetBytes: 16 << 20)
+        let cfg = NiahConfiguration(tasks: [.prose], lengths: [500], trials: 1, depths: [0.5], seed: 3, policies: ["quest-lexical"],
+                                    ingestPolicy: nil, chunk: 16, attention: 48, selectiveFrom: nil, precision: .default,
+                                    vias: [.generateNoRetrieval, .ask])
+        var trials = [NiahTrial]()
+        let rows = try NiahBenchmark(configuration: cfg, pipeline: pipeline, scratchDirectory: dir).run(trial: { trials.append($0) }, summary: { _ in })
+        #expect(trials.map(\.via) == ["generate-no-retrieval", "ask"] && rows.map(\.via) == ["generate-no-retrieval", "ask"])
+        #expect(trials.map(\.label) == ["generate-no-retrieval:quest-lexical", "quest-lexical"] && rows.map(\.label) == trials.map(\.label))
+        #expect(trials[0].questionTokens.value == nil && trials[1].questionTokens.value == ("\n" + Haystack.proseQuestion).utf8.count)
+        #expect(trials[0].expected == trials[1].expected && trials[0].tokens == trials[1].tokens)
+        for t in trials {
+            let lines = t.logLines(heads: 4)
+            #expect(lines.count == 2)
+            #expect(lines[0].hasPrefix("prose \(t.tokens) tokens depth 0.50 \(t.label): \(t.correct ? "ok" : "MISS") (expected \(t.expected), got \""))
+            #expect(lines[1] == "  selection heads/4 per layer: \(t.countsLine)")
+        }
+        // The scratch stores are removed after each trial.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+}
