@@ -98,10 +98,7 @@ struct Ingest: ParsableCommand {
         defer { stop.cancel() }
         do {
             try guarded {
-                let source: DocumentSource
-                do { source = try DocumentSource(path: input) } catch let e as PipelineError {
-                    throw InputError(description: e.description, code: Exit.noInput)
-                }
+                let source = try openSource(input)
                 let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
                 let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
                 let reporter = ProgressReporter(mode: progress)

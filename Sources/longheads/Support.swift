@@ -92,26 +92,17 @@ struct InputError: Error, CustomStringConvertible {
 
 /// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
 /// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
-func readText(path: String) throws -> String {
-    let (bytes, name) = try readBytes(path: path)
-    guard let text = String(validating: bytes, as: UTF8.self) else { throw PipelineError.invalidUTF8(name: name, offset: firstInvalidUTF8(bytes)) }
-    return text
-}
+func readText(path: String) throws -> String { try openSource(path).readText() }
 
 /// Reads a whole file (or stdin for "-"); returns its bytes and its name for messages.
 func readBytes(path: String) throws -> (bytes: [UInt8], name: String) {
-    let source: DocumentSource
-    do { source = try DocumentSource(path: path) } catch let e as PipelineError {
-        throw InputError(description: e.description, code: Exit.noInput)
-    }
-    var bytes = [UInt8]()
-    var block = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = try block.withUnsafeMutableBytes { try source.read(into: $0) }
-        if n == 0 { break }
-        bytes += block[..<n]
-    }
-    return (bytes, source.name)
+    let source = try openSource(path)
+    return (try source.readAll(), source.name)
+}
+
+/// Opens a file (or stdin for "-") to read whole; one that cannot be opened is named (exit 66).
+func openSource(_ path: String) throws -> DocumentSource {
+    do { return try DocumentSource(path: path) } catch let e as PipelineError { throw InputError(description: e.description, code: Exit.noInput) }
 }
 
 /// Options every model-using command takes.

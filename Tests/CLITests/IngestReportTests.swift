@@ -90,3 +90,16 @@ import Tokenization
         #expect(throws: (any Error).self) { try verifyStore(at: dir + "/none") }
     }
 }
+
+/// Whole reads of a source (`DocumentSource.readAll`, `readText`): prompts, questions files, sections.
+@Suite struct WholeSourceTests {
+    @Test func readsEverythingAndNamesBadUTF8() throws {
+        let big = (0..<200_000).map { UInt8(97 + $0 % 26) }
+        #expect(try DocumentSource(bytes: big).readAll() == big)
+        #expect(try DocumentSource(bytes: Array("héllo".utf8)).readText() == "héllo")
+        #expect(try DocumentSource(bytes: []).readAll().isEmpty)
+        #expect { try DocumentSource(bytes: [0x61, 0x62, 0x63, 0xC3, 0x28], name: "prompt").readText() } throws: { e in
+            "\(e)" == "prompt: invalid UTF-8 at byte offset 3"
+        }
+    }
+}
