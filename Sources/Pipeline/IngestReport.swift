@@ -2,10 +2,11 @@ import Foundation
 
 /// Ingest progress as text for a log (`ingest --progress`, `ingest --corpus`): a line rewritten in place
 /// on a terminal, or one JSON object per line for logs, at most twice a second (terminal) or every
-/// 2 seconds (JSON), and always the last update. The caller writes the text (to stderr) as it is.
+/// 2 seconds (JSON), and always the last update; or brief lines (`ask FILE --verbose`, `summarize
+/// --verbose`). The caller writes the text (to stderr) as it is.
 public final class IngestProgressLog {
     /// How progress is shown.
-    public enum Mode: Sendable {
+    public enum Mode: Sendable, Equatable {
         /// Nothing.
         case none
         /// One line, rewritten in place (carriage return, erase line), ended by a newline when done.
@@ -13,18 +14,28 @@ public final class IngestProgressLog {
         /// One JSON object per line: tokens, chunks, resumed_chunks, tokens_per_second, elapsed_seconds,
         /// bytes_done, done, and when known source_bytes and eta_seconds.
         case json
+        /// `label` then "N tokens, S s", one line every `interval` seconds (the first after `interval`) and the last.
+        case brief(label: String, interval: Double)
     }
 
     /// How progress is shown.
     public let mode: Mode
-    private var last = -Double.infinity
+    private var last: Double
 
     /// A log in `mode`.
-    public init(mode: Mode) { self.mode = mode }
+    public init(mode: Mode) {
+        self.mode = mode
+        if case .brief = mode { last = 0 } else { last = -Double.infinity }
+    }
 
     /// The text to write for `p`, or nil when nothing is due yet.
     public func text(for p: IngestProgress) -> String? {
         guard mode != .none else { return nil }
+        if case .brief(let label, let interval) = mode {
+            guard p.done || p.seconds - last > interval else { return nil }
+            last = p.seconds
+            return label + String(format: "%d tokens, %.1f s\n", p.tokens, p.seconds)
+        }
         guard p.done || p.seconds - last >= (mode == .tty ? 0.5 : 2) else { return nil }
         last = p.seconds
         switch mode {
@@ -41,7 +52,7 @@ public final class IngestProgressLog {
             if let eta = p.etaSeconds, !p.done { o["eta_seconds"] = eta }
             guard let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else { return nil }
             return String(decoding: d, as: UTF8.self) + "\n"
-        case .none: return nil
+        case .none, .brief: return nil
         }
     }
 

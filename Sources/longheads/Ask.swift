@@ -93,17 +93,11 @@ struct Ask: ParsableCommand {
             try withTemporaryStore("ask") { dir in
                 let clock = ContinuousClock()
                 let t0 = clock.now
-                var last = t0
                 let parameters = LongHeadsParameters(chunkSize: chunk, attentionLength: attention,
                                                      policy: policy.flatMap(SelectionPolicy.init(rawValue:)) ?? .default)
+                let shown = IngestProgressLog(mode: verbose ? .brief(label: "ingest: ", interval: 2) : .none)
                 let info = try pipeline.ingest(source: source, to: dir, modelFile: model.file, parameters: parameters,
-                                               precision: .default, chat: !raw, progress: { p in
-                    let now = clock.now
-                    if verbose, (now - last).seconds > 2 || p.done {
-                        last = now
-                        log(String(format: "ingest: %d tokens, %.1f s", p.tokens, (now - t0).seconds))
-                    }
-                }).info
+                                               precision: .default, chat: !raw, progress: { shown.text(for: $0).map(writeStandardError) }).info
                 if verbose || batch != nil {
                     log(String(format: "ask: ingested %d tokens into a temporary store in %.1f s", info.tokens, (clock.now - t0).seconds))
                 }

@@ -37,6 +37,11 @@ import Tokenization
         let o = try #require(try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as? [String: Any])
         #expect(o["done"] as? Bool == true && o["tokens"] as? Int == last.tokens && o["eta_seconds"] == nil)
         #expect(updates.allSatisfy { IngestProgressLog(mode: .none).text(for: $0) == nil })
+        // Brief lines (`ask FILE --verbose`): one per interval, and the last.
+        let brief = IngestProgressLog(mode: .brief(label: "ingest: ", interval: 1e9))
+        #expect(updates.compactMap { brief.text(for: $0) } == [String(format: "ingest: %d tokens, %.1f s\n", last.tokens, last.seconds)])
+        let every = IngestProgressLog(mode: .brief(label: "x ", interval: -1))
+        #expect(updates.compactMap { every.text(for: $0) }.count == updates.count)
 
         let line = try summary.jsonLine(store: dir, seconds: 2, peakRSSBytes: 1 << 20)
         let s = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
