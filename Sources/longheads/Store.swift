@@ -104,16 +104,9 @@ struct Ingest: ParsableCommand {
                 let reporter = ProgressReporter(mode: progress)
                 let clock = ContinuousClock()
                 let t0 = clock.now
-                let existing = StoreReader.storeExists(at: store)
-                let summary: IngestSummary
-                if resume && existing {
-                    summary = try pipeline.resume(source: source, store: store, modelFile: model.file, blockBytes: readBlock,
-                                                  progress: reporter.report, shouldStop: stop.requested)
-                } else {
-                    summary = try pipeline.ingest(source: source, to: store, modelFile: model.file, parameters: lh.parameters,
+                let summary = try pipeline.ingest(source: source, to: store, resume: resume, modelFile: model.file, parameters: lh.parameters,
                                                   precision: lh.kvPrecision, chat: !raw, blockBytes: readBlock,
                                                   progress: reporter.report, shouldStop: stop.requested)
-                }
                 try Output.line(try summary.jsonLine(store: store, seconds: (clock.now - t0).seconds, peakRSSBytes: peakRSSBytes()))
             }
         } catch let e as ExitCode where e.rawValue == Exit.dataError && stop.requested() {

@@ -108,3 +108,31 @@ import Tokenization
         }
     }
 }
+
+/// `ingest --resume` as one library call (`DocumentPipeline.ingest(source:to:resume:…)`).
+@Suite struct ResumableIngestTests {
+    @Test func resumesAStoreThatIsThereAndStartsOneThatIsNot() throws {
+        let modelPath = try TinyModel().write(name: "resumable")
+        let dir = temp("resumable-\(UUID().uuidString.prefix(6))")
+        defer { for p in [modelPath, dir, dir + "-new"] { try? FileManager.default.removeItem(atPath: p) } }
+        let file = try GGUFFile(path: modelPath)
+        let pipeline = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 16), tokenizer: try Tokenizer(gguf: file),
+                                        budgetBytes: 16 << 20)
+        let bytes = Array(String(repeating: "the cart rolled past the mill and stood there. ", count: 40).utf8)
+        let parameters = LongHeadsParameters(chunkSize: 16, attentionLength: 64)
+        func ingest(_ path: String, resume: Bool, stopAfter: Int? = nil) throws -> IngestSummary {
+            var chunks = 0
+            return try pipeline.ingest(source: DocumentSource(bytes: bytes), to: path, resume: resume, modelFile: file, parameters: parameters,
+                                       precision: .default, chat: false, blockBytes: 64, progress: { chunks = $0.chunks },
+                                       shouldStop: { stopAfter.map { chunks >= $0 } ?? false })
+        }
+        // No store there: --resume starts one.
+        let fresh = try ingest(dir + "-new", resume: true)
+        #expect(fresh.resumedChunks == 0 && fresh.computedChunks > 20)
+        // Interrupted, then resumed: the committed chunks are kept, the rest computed.
+        #expect(throws: PipelineError.self) { try ingest(dir, resume: false, stopAfter: 8) }
+        let resumed = try ingest(dir, resume: true)
+        #expect(resumed.resumedChunks >= 8 && resumed.resumedChunks + resumed.computedChunks == fresh.computedChunks)
+        #expect(resumed.info.tokens == fresh.info.tokens)
+    }
+}
