@@ -35,6 +35,15 @@ public struct NiahConfiguration: Sendable {
     /// Every policy name: the selection policies, `oracle` and `needle-chunk`.
     public static var policyNames: [String] { SelectionPolicy.allCases.map(\.rawValue) + [oracle, needleChunk] }
 
+    /// What is wrong with answering `policies` and ingesting with `ingestPolicy` (`bench niah --policy`,
+    /// `--ingest-policy`): a name not in `policyNames`, no policy, or one given twice. Nil when nothing is.
+    public static func policyProblem(policies: [String], ingestPolicy: String?) -> String? {
+        for name in policies + (ingestPolicy.map { [$0] } ?? []) where !policyNames.contains(name) {
+            return "--policy and --ingest-policy take \(policyNames.joined(separator: ", ")); got '\(name)'"
+        }
+        return policies.isEmpty || Set(policies).count != policies.count ? "--policy: give distinct policies" : nil
+    }
+
     /// The selection policy behind a policy name (the oracle selects as quest besides its forced chunks;
     /// needle-chunk reads with plain attention, so its policy only names the store it writes).
     public static func selection(_ name: String) -> SelectionPolicy { SelectionPolicy(rawValue: name) ?? .quest }

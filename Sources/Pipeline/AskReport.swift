@@ -1,5 +1,6 @@
 import Foundation
 import KVStore
+import LongHeads
 
 // What `ask` and `verify` print, built here so that the CLI only writes it (issue 15: no pipeline logic
 // in the CLI target).
@@ -17,6 +18,18 @@ extension Answer {
     public func jsonLine(id: Any) throws -> String {
         try Pipeline.jsonLine([("id", id), ("answer", text.trimmingCharacters(in: .whitespacesAndNewlines)),
                                ("seconds", (seconds * 1000).rounded() / 1000), ("sources", sources.map(\.json))])
+    }
+}
+
+extension DocumentSession {
+    /// A hint when the questions will retrieve nothing although they could: no `policy` asked for, and a
+    /// store ingested before `quest-lexical` became the default, which records `quest` (the same data; its
+    /// questions retrieve only with `--policy quest-lexical`; Docs/SELECTION.md: 14/20 right clauses
+    /// against 5/20). Nil otherwise.
+    public func retrievalHint(policy: SelectionPolicy?) -> String? {
+        guard policy == nil && info.parameters.policy == .quest else { return nil }
+        return "\(path) was ingested with policy=quest, which does not retrieve the question's chunk; "
+            + "--policy quest-lexical adds retrieval on the same store"
     }
 }
 

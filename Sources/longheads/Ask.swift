@@ -111,12 +111,7 @@ struct Ask: ParsableCommand {
     func answer(store: String, pipeline: DocumentPipeline, batch: [Question]?, single: String?) throws {
         let session = try DocumentSession(pipeline: pipeline, store: store)
         let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
-        // Stores ingested before `quest-lexical` became the default record `quest`: the same data, but their
-        // questions retrieve nothing unless asked to (Docs/SELECTION.md: 14/20 right clauses against 5/20).
-        if selectionPolicy == nil && session.info.parameters.policy == .quest {
-            log("ask: \(store) was ingested with policy=quest, which does not retrieve the question's chunk; "
-                + "--policy quest-lexical adds retrieval on the same store")
-        }
+        if let hint = session.retrievalHint(policy: selectionPolicy) { log("ask: " + hint) }
         let cite = sources > 0 && (batch != nil || verbose)
         let options = AskOptions(maxTokens: maxTokens, raw: raw, policy: selectionPolicy, sources: cite ? sources : 0)
         if verbose && cite {

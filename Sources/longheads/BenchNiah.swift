@@ -46,10 +46,7 @@ struct NiahLongHeadsOptions: ParsableArguments {
     var kvPrecision: KVPrecision { KVPrecision(name: precision) ?? .default }
 
     func validate() throws {
-        for name in policies + (ingestPolicy.map { [$0] } ?? []) where !NiahConfiguration.policyNames.contains(name) {
-            throw ValidationError("--policy and --ingest-policy take \(NiahConfiguration.policyNames.joined(separator: ", ")); got '\(name)'")
-        }
-        guard !policies.isEmpty, Set(policies).count == policies.count else { throw ValidationError("--policy: give distinct policies") }
+        if let p = NiahConfiguration.policyProblem(policies: policies, ingestPolicy: ingestPolicy) { throw ValidationError(p) }
         guard NiahVia.list(via) != nil else {
             throw ValidationError("--via takes distinct names of \(NiahVia.allCases.map(\.rawValue).joined(separator: ", ")); got '\(via)'")
         }

@@ -61,6 +61,26 @@ import Tokenization
         #expect(try a.jsonLine(id: "x").hasPrefix(#"{"id":"x","#))
     }
 
+    /// A store ingested with `quest` (before `quest-lexical` became the default) gets a hint, unless a policy is asked for.
+    @Test func retrievalHintForQuestStores() throws {
+        let modelPath = try TinyModel().write(name: "retrieval-hint")
+        let dir = temp("retrieval-hint-\(UUID().uuidString.prefix(6))")
+        defer { for p in [modelPath, dir, dir + "-lex"] { try? FileManager.default.removeItem(atPath: p) } }
+        let file = try GGUFFile(path: modelPath)
+        let pipeline = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 16), tokenizer: try Tokenizer(gguf: file),
+                                        budgetBytes: 16 << 20)
+        let bytes = Array(String(repeating: "the cart rolled past the mill. ", count: 8).utf8)
+        for (path, policy) in [(dir, SelectionPolicy.quest), (dir + "-lex", .questLexical)] {
+            try pipeline.ingest(source: DocumentSource(bytes: bytes), to: path, modelFile: file,
+                                parameters: LongHeadsParameters(chunkSize: 16, attentionLength: 64, policy: policy), precision: .default, chat: true)
+        }
+        let quest = try DocumentSession(pipeline: pipeline, store: dir)
+        #expect(quest.retrievalHint(policy: nil) == "\(dir) was ingested with policy=quest, which does not retrieve the question's chunk; "
+                + "--policy quest-lexical adds retrieval on the same store")
+        #expect(quest.retrievalHint(policy: .quest) == nil)
+        #expect(try DocumentSession(pipeline: pipeline, store: dir + "-lex").retrievalHint(policy: nil) == nil)
+    }
+
     @Test func appendLineAppendsOrNamesTheFile() throws {
         let dir = temp("append-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -169,6 +169,14 @@ struct NiahQwen2HaystackTests {
                           chunk: 64, attention: 320, selectiveFrom: nil, precision: .default, vias: vias)
     }
 
+    @Test func policyProblems() {
+        #expect(NiahConfiguration.policyProblem(policies: ["quest", "oracle"], ingestPolicy: "paper") == nil)
+        #expect(NiahConfiguration.policyProblem(policies: ["quest", "quest"], ingestPolicy: nil) == "--policy: give distinct policies")
+        #expect(NiahConfiguration.policyProblem(policies: [], ingestPolicy: nil) == "--policy: give distinct policies")
+        #expect(NiahConfiguration.policyProblem(policies: ["quest"], ingestPolicy: "perfect")?.hasSuffix("got 'perfect'") == true)
+        #expect(NiahConfiguration.policyProblem(policies: ["perfect"], ingestPolicy: nil)?.hasPrefix("--policy and --ingest-policy take ") == true)
+    }
+
     @Test func parsesDistinctKnownNames() {
         #expect(NiahVia.list("ask") == [.ask])
         #expect(NiahVia.list("generate, ask,generate-no-retrieval") == [.generate, .ask, .generateNoRetrieval])
