@@ -21,6 +21,3 @@ public func jsonLine(_ pairs: [(String, Any)]) throws -> String {
     }
     return "{" + (try pairs.map { try encode($0.0) + ":" + encode($0.1) }.joined(separator: ",")) + "}"
 }
-
-/// `x` rounded to three decimals, as the JSON lines print seconds, shares and scores.
-public func milli(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
