@@ -6,6 +6,25 @@ import Model
 import Pipeline
 import Tokenization
 
+/// How `bench niah` reads a trial's prompt (`--via`).
+public enum NiahVia: String, CaseIterable, Sendable {
+    /// `ask`'s path: the haystack ingested once, then the question asked of that store under every policy.
+    case ask
+    /// `generate`'s path (issue 15, part 6): the whole prompt text through a temporary store, its last
+    /// paragraph (`PromptQuestion`) read as a question whose tokens retrieve a chunk; under the ingest policy.
+    case generate
+    /// `generate --no-retrieval`: the whole prompt read without a question (the path before issue 15).
+    case generateNoRetrieval = "generate-no-retrieval"
+
+    /// The readings named in a comma-separated list, in the order given; nil when a name is unknown,
+    /// repeated or the list is empty.
+    public static func list(_ s: String) -> [NiahVia]? {
+        let parts = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let vias = parts.compactMap(NiahVia.init(rawValue:))
+        return vias.count == parts.count && !vias.isEmpty && Set(vias).count == vias.count ? vias : nil
+    }
+}
+
 /// What `bench niah` runs: tasks × lengths × trials, each haystack asked under every policy.
 public struct NiahConfiguration: Sendable {
     /// Quest with the needle's chunks forced into every selective head's selection from the question on.
@@ -15,6 +34,15 @@ public struct NiahConfiguration: Sendable {
     public static let needleChunk = "needle-chunk"
     /// Every policy name: the selection policies, `oracle` and `needle-chunk`.
     public static var policyNames: [String] { SelectionPolicy.allCases.map(\.rawValue) + [oracle, needleChunk] }
+
+    /// What is wrong with answering `policies` and ingesting with `ingestPolicy` (`bench niah --policy`,
+    /// `--ingest-policy`): a name not in `policyNames`, no policy, or one given twice. Nil when nothing is.
+    public static func policyProblem(policies: [String], ingestPolicy: String?) -> String? {
+        for name in policies + (ingestPolicy.map { [$0] } ?? []) where !policyNames.contains(name) {
+            return "--policy and --ingest-policy take \(policyNames.joined(separator: ", ")); got '\(name)'"
+        }
+        return policies.isEmpty || Set(policies).count != policies.count ? "--policy: give distinct policies" : nil
+    }
 
     /// The selection policy behind a policy name (the oracle selects as quest besides its forced chunks;
     /// needle-chunk reads with plain attention, so its policy only names the store it writes).
@@ -38,14 +66,22 @@ public struct NiahConfiguration: Sendable {
     public var chunk: Int, attention: Int, selectiveFrom: Int?
     /// KV precision of the stores.
     public var precision: KVPrecision
+    /// How each prompt is read, in order (`NiahVia`); `ask` answers under every policy, the others once.
+    public var vias: [NiahVia]
 
-    /// A configuration; `policies` must not be empty.
+    /// A configuration; `policies` and `vias` must not be empty.
     public init(tasks: [NiahTask], lengths: [Int], trials: Int, depths: [Double]?, seed: UInt64, policies: [String],
-                ingestPolicy: String?, chunk: Int, attention: Int, selectiveFrom: Int?, precision: KVPrecision) {
-        precondition(!policies.isEmpty)
+                ingestPolicy: String?, chunk: Int, attention: Int, selectiveFrom: Int?, precision: KVPrecision, vias: [NiahVia] = [.ask]) {
+        precondition(!policies.isEmpty && !vias.isEmpty)
         (self.tasks, self.lengths, self.trials, self.depths, self.seed) = (tasks, lengths, trials, depths, seed)
-        (self.policies, self.ingestPolicy, self.chunk, self.attention, self.selectiveFrom, self.precision) =
-            (policies, ingestPolicy, chunk, attention, selectiveFrom, precision)
+        (self.policies, self.ingestPolicy, self.chunk, self.attention, self.selectiveFrom, self.precision, self.vias) =
+            (policies, ingestPolicy, chunk, attention, selectiveFrom, precision, vias)
+    }
+
+    /// What answers each trial, in order: with `ask`, every policy; each `generate` reading under the
+    /// ingest parameters' selection policy (`generate` has one policy, and no oracle to force).
+    public var answerers: [(via: NiahVia, policy: String)] {
+        vias.flatMap { via in via == .ask ? policies.map { (via, $0) } : [(via, ingestParameters.policy.rawValue)] }
     }
 
     /// Parameters of the ingest.
@@ -88,75 +124,45 @@ public struct NiahBenchmark {
         self.scratchDirectory = scratchDirectory
     }
 
-    /// Runs every trial; `trial` receives each (task, length, trial, policy) as it ends, `summary` each
-    /// (task, length, policy) after its trials. Returns the summaries.
+    /// Runs every trial; `trial` receives each (task, length, trial, answerer) as it ends, `summary` each
+    /// (task, length, answerer) after its trials (answerers: `NiahConfiguration.answerers`). Returns the summaries.
     @discardableResult
     public func run(trial onTrial: (NiahTrial) throws -> Void, summary onSummary: (NiahSummary) throws -> Void) throws -> [NiahSummary] {
         let cfg = configuration
-        let model = pipeline.model
         let parameters = cfg.ingestParameters
-        let (L, H) = (model.config.layers, model.config.heads)
         var rows = [NiahSummary]()
         for task in cfg.tasks {
             for length in cfg.lengths {
-                var group = cfg.policies.map { Accumulator(policy: $0) }
+                var group = cfg.answerers.map { Accumulator(via: $0.via, policy: $0.policy) }
                 for t in 0..<cfg.trials {
                     var rng = Haystack.trialGenerator(seed: cfg.seed, task: task, length: length, trial: t)
                     // Drawn even when depths are given, so a seed gives the same needles either way.
                     let randomDepth = Double(rng.next() % 1000) / 1000
                     let depth = DepthSchedule.depth(trial: t, depths: cfg.depths, random: randomDepth)
                     let p = Haystack.prompt(task: task, tokens: length, depth: depth, rng: &rng, tokenizer: pipeline.tokenizer)
-                    let last = p.ids.count - 1
-                    let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
-                    let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
                     let dir = (scratchDirectory as NSString).appendingPathComponent("longheads-niah-\(getpid())-\(t)")
-                    defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: dir + "-needle") }
-                    let clock = ContinuousClock()
-                    func ingest(_ ids: [Int32], to path: String) throws -> Double {
-                        let t0 = clock.now
-                        try pipeline.ingest(ids: ids, byteEnds: [Int](repeating: 0, count: ids.count), sourceBytes: 0,
-                                            to: path, modelFile: model.file, parameters: parameters, precision: cfg.precision, chat: false)
-                        return (clock.now - t0).seconds
-                    }
+                    defer { for d in [dir, dir + "-needle", dir + "-generate"] { try? FileManager.default.removeItem(atPath: d) } }
                     // The haystack is ingested once; every policy then asks the question of the same store
                     // (`ask`'s path: open the store, run the question, answer).
-                    let haystack = Array(p.ids[..<p.questionStart]), question = Array(p.ids[p.questionStart...])
-                    let ingestSeconds = cfg.policies.allSatisfy { $0 == NiahConfiguration.needleChunk } ? 0 : try ingest(haystack, to: dir)
-                    for (k, name) in cfg.policies.enumerated() {
-                        // What this policy reads: the haystack's store, or (needle-chunk) a store of the needle's
-                        // chunks alone, with the needle's chunks and the answer position counted in it.
-                        var reading = (store: dir, question: question, last: last, needle: needleChunks, ingestSeconds: ingestSeconds)
-                        if name == NiahConfiguration.needleChunk {
-                            let w = p.needleWindow(chunkSize: parameters.chunkSize)
-                            reading = (dir + "-needle", w.question, w.haystack.count + w.question.count - 1,
-                                       SelectionTally.chunks(of: w.needleSpan, chunkSize: parameters.chunkSize),
-                                       try ingest(w.haystack, to: dir + "-needle"))
-                        }
-                        let tally = SelectionTally(layers: L, heads: H, position: reading.last, keyChunks: reading.needle)
-                        let t1 = clock.now
-                        let (session, logits) = try pipeline.open(
-                            store: reading.store, modelFile: model.file, then: reading.question, policy: NiahConfiguration.selection(name),
-                            question: true, diagnosisChunks: name == NiahConfiguration.oracle ? Array(needleChunks) : nil) { attention in
-                            attention.selections.observe(tally.observe)
-                        }
-                        // Only the answer step is diagnosed; shared chunks stay for the answer tokens.
-                        session.attention.selections.removeAll()
-                        var answer = ""
-                        _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
-                        let askSeconds = (clock.now - t1).seconds
-                        let ok = Haystack.isCorrect(answer: answer, expected: p.expected)
+                    let askStore = cfg.vias.contains(.ask) && !cfg.policies.allSatisfy { $0 == NiahConfiguration.needleChunk }
+                    let ingestSeconds = askStore ? try ingest(Array(p.ids[..<p.questionStart]), to: dir) : 0
+                    for (k, answerer) in cfg.answerers.enumerated() {
+                        let r = answerer.via == .ask
+                            ? try askReading(p, policy: answerer.policy, store: dir, ingestSeconds: ingestSeconds)
+                            : try generateReading(p, retrieval: answerer.via == .generate, store: dir + "-generate")
+                        let ok = Haystack.isCorrect(answer: r.answer, expected: p.expected)
                         // Below the selective length every head reads every chunk, the needle's included.
-                        let recall: Double? = tally.complete ? tally.recall : reading.last < parameters.beginSelective ? 1 : nil
-                        group[k].add(tokens: p.ids.count, ingestSeconds: reading.ingestSeconds, askSeconds: askSeconds, correct: ok, recall: recall)
+                        let recall: Double? = r.tally.complete ? r.tally.recall : r.last < parameters.beginSelective ? 1 : nil
+                        group[k].add(tokens: p.ids.count, ingestSeconds: r.ingestSeconds, askSeconds: r.askSeconds, correct: ok, recall: recall)
                         try onTrial(NiahTrial(
-                            task: task.rawValue, length: length, tokens: p.ids.count, readTokens: reading.last + 1, trial: t, depth: depth,
-                            policy: name, ingestPolicy: parameters.policy.rawValue, parameters: cfg.description(name),
-                            precision: cfg.precision.description, seed: cfg.seed, expected: p.expected, answer: answer, correct: ok,
-                            ingestSeconds: reading.ingestSeconds, askSeconds: askSeconds, selectionRecall: Nullable(recall),
-                            selectionPerLayer: tally.perLayer, needleInForcedChunk: forced,
-                            needleSpan: [p.needleSpan.lowerBound, p.needleSpan.upperBound], needleChunks: Array(needleChunks),
-                            answerChunk: last / parameters.chunkSize, sharedChunks: session.attention.sharedChunks,
-                            key: p.asked, keys: p.asked == nil ? nil : p.keys, countsLine: tally.countsLine))
+                            task: task.rawValue, length: length, tokens: p.ids.count, readTokens: r.last + 1, trial: t, depth: depth,
+                            via: answerer.via.rawValue, policy: answerer.policy, ingestPolicy: parameters.policy.rawValue,
+                            parameters: cfg.description(answerer.policy), precision: cfg.precision.description, seed: cfg.seed,
+                            expected: p.expected, answer: r.answer, correct: ok, ingestSeconds: r.ingestSeconds, askSeconds: r.askSeconds,
+                            selectionRecall: Nullable(recall), selectionPerLayer: r.tally.perLayer, needleInForcedChunk: r.forced,
+                            needleSpan: [p.needleSpan.lowerBound, p.needleSpan.upperBound], needleChunks: Array(r.needleChunks),
+                            answerChunk: r.answerChunk, sharedChunks: r.sharedChunks, questionTokens: Nullable(r.questionTokens),
+                            key: p.asked, keys: p.asked == nil ? nil : p.keys, countsLine: r.tally.countsLine))
                     }
                 }
                 for acc in group {
@@ -169,8 +175,90 @@ public struct NiahBenchmark {
         return rows
     }
 
+    /// What one answerer read and answered in one trial.
+    struct Reading {
+        /// The continuation and the selection diagnostic at the answer step.
+        var answer: String, tally: SelectionTally
+        /// Position of the last token read (the answer step), its chunk, and the chunks holding the needle.
+        var last: Int, answerChunk: Int, needleChunks: ClosedRange<Int>
+        /// Whether the needle sits in a chunk every head reads at the answer step.
+        var forced: Bool
+        /// Seconds of ingest and of question + answer; chunks shared by every head; tokens read as the question (nil: none).
+        var ingestSeconds: Double, askSeconds: Double, sharedChunks: [Int], questionTokens: Int?
+    }
+
+    /// Ingests `ids` into a new store at `path` with the ingest parameters; returns the seconds.
+    func ingest(_ ids: [Int32], to path: String) throws -> Double {
+        let clock = ContinuousClock(), t0 = clock.now
+        try pipeline.ingest(ids: ids, byteEnds: [Int](repeating: 0, count: ids.count), sourceBytes: 0, to: path,
+                            modelFile: pipeline.model.file, parameters: configuration.ingestParameters,
+                            precision: configuration.precision, chat: false)
+        return (clock.now - t0).seconds
+    }
+
+    /// `ask`'s path under policy `name`: the question asked of the haystack's store at `store` (ingested
+    /// in `ingestSeconds`), or (needle-chunk) of a store of the needle's chunks alone, with the needle's
+    /// chunks and the answer position counted in it.
+    func askReading(_ p: NiahPrompt, policy name: String, store: String, ingestSeconds: Double) throws -> Reading {
+        let parameters = configuration.ingestParameters
+        let (L, H) = (pipeline.model.config.layers, pipeline.model.config.heads)
+        let last = p.ids.count - 1
+        let needleChunks = SelectionTally.chunks(of: p.needleSpan, chunkSize: parameters.chunkSize)
+        let forced = SelectionTally.inForcedChunks(needleChunks, position: last, parameters: parameters)
+        var reading = (store: store, question: Array(p.ids[p.questionStart...]), last: last, needle: needleChunks, ingestSeconds: ingestSeconds)
+        if name == NiahConfiguration.needleChunk {
+            let w = p.needleWindow(chunkSize: parameters.chunkSize)
+            reading = (store + "-needle", w.question, w.haystack.count + w.question.count - 1,
+                       SelectionTally.chunks(of: w.needleSpan, chunkSize: parameters.chunkSize), try ingest(w.haystack, to: store + "-needle"))
+        }
+        let tally = SelectionTally(layers: L, heads: H, position: reading.last, keyChunks: reading.needle)
+        let clock = ContinuousClock(), t1 = clock.now
+        let (session, logits) = try pipeline.open(
+            store: reading.store, modelFile: pipeline.model.file, then: reading.question, policy: NiahConfiguration.selection(name),
+            question: true, diagnosisChunks: name == NiahConfiguration.oracle ? Array(needleChunks) : nil) { attention in
+            attention.selections.observe(tally.observe)
+        }
+        // Only the answer step is diagnosed; shared chunks stay for the answer tokens.
+        session.attention.selections.removeAll()
+        var answer = ""
+        _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
+        return Reading(answer: answer, tally: tally, last: reading.last, answerChunk: last / parameters.chunkSize, needleChunks: needleChunks,
+                       forced: forced, ingestSeconds: reading.ingestSeconds, askSeconds: (clock.now - t1).seconds,
+                       sharedChunks: session.attention.sharedChunks, questionTokens: reading.question.count)
+    }
+
+    /// `generate`'s path on the same prompt text (`generate --prompt-file`, raw): its tokens (after a BOS
+    /// the model wants), with `retrieval` its last paragraph as the question (`questionStart(ofPrompt:)`),
+    /// through a new store at `store`. The ingest counts as ingest seconds, the question and answer as ask seconds.
+    func generateReading(_ p: NiahPrompt, retrieval: Bool, store: String) throws -> Reading {
+        let parameters = configuration.ingestParameters
+        let (L, H) = (pipeline.model.config.layers, pipeline.model.config.heads)
+        let ids = pipeline.promptTokens(p.text, chat: false)
+        let shift = ids.count - p.ids.count  // a BOS the model wants
+        let questionStart = retrieval ? pipeline.questionStart(ofPrompt: p.text, chat: false, ids: ids) : nil
+        let needle = SelectionTally.chunks(of: (p.needleSpan.lowerBound + shift)..<(p.needleSpan.upperBound + shift),
+                                           chunkSize: parameters.chunkSize)
+        let last = ids.count - 1
+        let tally = SelectionTally(layers: L, heads: H, position: last, keyChunks: needle)
+        try? FileManager.default.removeItem(atPath: store)
+        let clock = ContinuousClock(), t1 = clock.now
+        let (session, logits) = try pipeline.run(prompt: ids, questionStart: questionStart, storeAt: store, modelFile: pipeline.model.file,
+                                                 parameters: parameters, precision: configuration.precision, chat: false) { attention in
+            attention.selections.observe(tally.observe)
+        }
+        session.attention.selections.removeAll()
+        let t2 = clock.now
+        var answer = ""
+        _ = try pipeline.answer(session: session, first: logits, maxTokens: Self.maxAnswerTokens, sampling: .greedy) { answer += $0 }
+        return Reading(answer: answer, tally: tally, last: last, answerChunk: last / parameters.chunkSize, needleChunks: needle,
+                       forced: SelectionTally.inForcedChunks(needle, position: last, parameters: parameters),
+                       ingestSeconds: (t2 - t1).seconds, askSeconds: (clock.now - t2).seconds,
+                       sharedChunks: session.attention.sharedChunks, questionTokens: questionStart.map { ids.count - $0 })
+    }
+
     /// Totals of one (task, length, policy).
     struct Accumulator {
+        var via: NiahVia
         var policy: String
         var hits = 0, trials = 0, tokens = 0
         /// Seconds of ingest (shared by the policies) and of question + answer.
@@ -194,7 +282,7 @@ public struct NiahBenchmark {
             let n = Double(max(1, trials))
             return NiahSummary(
                 task: task.rawValue, length: length, correct: hits, trials: trials, accuracy: Double(hits) / n,
-                meanTokens: Double(tokens) / n, policy: policy, ingestPolicy: cfg.ingestParameters.policy.rawValue,
+                meanTokens: Double(tokens) / n, via: via.rawValue, policy: policy, ingestPolicy: cfg.ingestParameters.policy.rawValue,
                 parameters: cfg.description(policy), chunk: p.chunkSize, attention: p.attentionLength, selectiveFrom: p.beginSelective,
                 precision: cfg.precision.description, seed: cfg.seed, depths: DepthsField(cfg.depths),
                 meanIngestSeconds: ingestSeconds / n, meanAskSeconds: askSeconds / n, peakRssBytes: peakRSSBytes(),

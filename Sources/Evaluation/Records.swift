@@ -66,6 +66,16 @@ public struct PasskeyTrial: Encodable, Sendable {
         case length, tokens, trial, depth, key, answer, correct, seconds, parameters, precision, keySpan, keyChunk, keyChunks,
              answerChunk, keyInForcedChunk, selectionRecall, selectionPerLayer
     }
+
+    /// The trial as `bench passkey` logs it in text mode (stderr): the outcome, then the selection
+    /// diagnostic with the heads per layer (of `heads`) that held the key's chunk.
+    public func logLines(heads: Int) -> [String] {
+        let chunks = keyChunks.count == 1 ? "\(keyChunk)" : "\(keyChunk)-\(keyChunks.last!)"
+        return [String(format: "passkey %d tokens depth %.2f: %@ (%@)", tokens, depth, correct ? "ok" : "MISS",
+                       answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")),
+                String(format: "  selection: key chunk %@ of %d%@, recall %.2f, heads/%d per layer: %@",
+                       chunks, answerChunk + 1, keyInForcedChunk ? " (forced)" : "", selectionRecall.value ?? 0, heads, countsLine)]
+    }
 }
 
 /// The summary of one length of `bench passkey` (a JSON line).
@@ -84,23 +94,38 @@ public struct PasskeySummary: Encodable, Sendable {
 public struct NiahTrial: Encodable, Sendable {
     /// The task, length asked for, prompt tokens, tokens the policy read, trial index and needle depth.
     public var task: String, length: Int, tokens: Int, readTokens: Int, trial: Int, depth: Double
-    /// The answering and ingesting policies, parameters, precision and seed.
-    public var policy: String, ingestPolicy: String, parameters: String, precision: String, seed: UInt64
+    /// How the prompt was read (`NiahVia`), the answering and ingesting policies, parameters, precision and seed.
+    public var via: String, policy: String, ingestPolicy: String, parameters: String, precision: String, seed: UInt64
     /// The expected answer, the continuation, the outcome, and the seconds of ingest and of question + answer.
     public var expected: String, answer: String, correct: Bool, ingestSeconds: Double, askSeconds: Double
     /// Selection recall at the answer step (null: not observed), per layer, and whether the needle sits in a chunk every head reads.
     public var selectionRecall: Nullable<Double>, selectionPerLayer: [Double], needleInForcedChunk: Bool
     /// The needle's token span and chunks, the answer's chunk, the chunks shared by every head.
     public var needleSpan: [Int], needleChunks: [Int], answerChunk: Int, sharedChunks: [Int]
+    /// Tokens read as the question (`generate-no-retrieval`: null, the prompt has none).
+    public var questionTokens: Nullable<Int>
     /// Multikey: the asked key and the four keys in text order (absent for the other tasks).
     public var key: String?, keys: [String]?
     /// Heads per layer whose selection held the needle's chunk, for a log line (not in the JSON).
     public var countsLine: String = ""
 
     enum CodingKeys: String, CodingKey {
-        case task, length, tokens, readTokens, trial, depth, policy, ingestPolicy, parameters, precision, seed, expected, answer, correct,
+        case task, length, tokens, readTokens, trial, depth, via, policy, ingestPolicy, parameters, precision, seed, expected, answer, correct,
              ingestSeconds, askSeconds, selectionRecall, selectionPerLayer, needleInForcedChunk, needleSpan, needleChunks, answerChunk,
-             sharedChunks, key, keys
+             sharedChunks, questionTokens, key, keys
+    }
+
+    /// The answerer as logged: the policy, after its `via` when that is not `ask` ("generate:quest-lexical").
+    public var label: String { via == NiahVia.ask.rawValue ? policy : via + ":" + policy }
+
+    /// The trial as `bench niah` logs it in text mode (stderr): the outcome, then the heads per layer (of
+    /// `heads`) whose selection held the needle's chunk.
+    public func logLines(heads: Int) -> [String] {
+        [String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
+                task, tokens, depth, label, correct ? "ok" : "MISS", expected,
+                answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
+                selectionRecall.value ?? 0, needleInForcedChunk ? " (forced)" : "", ingestSeconds, askSeconds),
+         "  selection heads/\(heads) per layer: \(countsLine)"]
     }
 }
 
@@ -108,8 +133,8 @@ public struct NiahTrial: Encodable, Sendable {
 public struct NiahSummary: Encodable, Sendable {
     /// The task, length, correct trials, trials, their ratio and the mean prompt tokens.
     public var task: String, length: Int, correct: Int, trials: Int, accuracy: Double, meanTokens: Double
-    /// The run's settings.
-    public var policy: String, ingestPolicy: String, parameters: String, chunk: Int, attention: Int, selectiveFrom: Int
+    /// How the prompts were read (`NiahVia`), and the run's settings.
+    public var via: String, policy: String, ingestPolicy: String, parameters: String, chunk: Int, attention: Int, selectiveFrom: Int
     /// The run's settings.
     public var precision: String, seed: UInt64, depths: DepthsField
     /// Mean seconds of ingest and of question + answer per trial, and the process's peak RSS.
@@ -117,13 +142,16 @@ public struct NiahSummary: Encodable, Sendable {
     /// Mean selection recall of all trials, of the correct ones and of the missed ones (null: none).
     public var meanSelectionRecall: Nullable<Double>, meanSelectionRecallHits: Nullable<Double>, meanSelectionRecallMisses: Nullable<Double>
 
+    /// The answerer as shown in the table: the policy, after its `via` when that is not `ask`.
+    public var label: String { via == NiahVia.ask.rawValue ? policy : via + ":" + policy }
+
     /// The text-mode table: `header` (naming the parameters), then one row per summary.
     public static func table(_ rows: [NiahSummary], header title: String) -> String {
         func f(_ x: Double?) -> String { x.map { String(format: "%.2f", $0) } ?? "-" }
         let header = ["task", "length", "policy", "tokens", "accuracy", "correct", "recall", "recall_hits", "recall_misses",
                       "ingest_s", "ask_s", "peak_rss_MiB"]
         let cells = rows.map { r -> [String] in
-            [r.task, String(r.length), r.policy, String(Int(r.meanTokens)), String(format: "%.2f", r.accuracy),
+            [r.task, String(r.length), r.label, String(Int(r.meanTokens)), String(format: "%.2f", r.accuracy),
              "\(r.correct)/\(r.trials)", f(r.meanSelectionRecall.value), f(r.meanSelectionRecallHits.value),
              f(r.meanSelectionRecallMisses.value), String(format: "%.1f", r.meanIngestSeconds), String(format: "%.1f", r.meanAskSeconds),
              String(peakRSSBytes() >> 20)]

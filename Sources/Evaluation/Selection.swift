@@ -88,3 +88,12 @@ public func commonPrefixCount(_ a: [Int32], _ b: [Int32]) -> Int {
     while i < a.count && i < b.count && a[i] == b[i] { i += 1 }
     return i
 }
+
+extension SelectionRecord {
+    /// How many of the record's query heads selected `chunk` at token `position`; nil when the record
+    /// does not hold that position (`generate --selection-report`).
+    public func heads(holding chunk: Int32, at position: Int) -> Int? {
+        guard positions.contains(position) else { return nil }
+        return (0..<heads).filter { chunks(position: position, head: $0).contains(chunk) }.count
+    }
+}

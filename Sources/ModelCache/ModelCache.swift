@@ -12,6 +12,8 @@ public enum ModelCacheError: Error, Equatable, CustomStringConvertible {
     case checksumMismatch(path: String, expected: String, found: String)
     /// A name that is not in the catalog.
     case unknownModel(name: String, known: [String])
+    /// A `--model` value that is neither a catalog name nor an existing file (`ModelCache.resolve`).
+    case noSuchModel(value: String, known: [String])
     case io(path: String, reason: String)
 
     public var description: String {
@@ -26,6 +28,8 @@ public enum ModelCacheError: Error, Equatable, CustomStringConvertible {
             "\(p): sha256 \(f) does not match the expected \(e); the download is corrupt and was not cached"
         case .unknownModel(let n, let known):
             "unknown model '\(n)' (known: \(known.joined(separator: ", ")))"
+        case .noSuchModel(let v, let known):
+            "\(v): no such model file, and not a model name (known: \(known.joined(separator: ", ")))"
         case .io(let p, let r): "\(p): \(r)"
         }
     }

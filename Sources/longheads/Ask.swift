@@ -93,17 +93,11 @@ struct Ask: ParsableCommand {
             try withTemporaryStore("ask") { dir in
                 let clock = ContinuousClock()
                 let t0 = clock.now
-                var last = t0
                 let parameters = LongHeadsParameters(chunkSize: chunk, attentionLength: attention,
                                                      policy: policy.flatMap(SelectionPolicy.init(rawValue:)) ?? .default)
+                let shown = IngestProgressLog(mode: verbose ? .brief(label: "ingest: ", interval: 2) : .none)
                 let info = try pipeline.ingest(source: source, to: dir, modelFile: model.file, parameters: parameters,
-                                               precision: .default, chat: !raw, progress: { p in
-                    let now = clock.now
-                    if verbose, (now - last).seconds > 2 || p.done {
-                        last = now
-                        log(String(format: "ingest: %d tokens, %.1f s", p.tokens, (now - t0).seconds))
-                    }
-                }).info
+                                               precision: .default, chat: !raw, progress: { shown.text(for: $0).map(writeStandardError) }).info
                 if verbose || batch != nil {
                     log(String(format: "ask: ingested %d tokens into a temporary store in %.1f s", info.tokens, (clock.now - t0).seconds))
                 }
@@ -117,12 +111,7 @@ struct Ask: ParsableCommand {
     func answer(store: String, pipeline: DocumentPipeline, batch: [Question]?, single: String?) throws {
         let session = try DocumentSession(pipeline: pipeline, store: store)
         let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
-        // Stores ingested before `quest-lexical` became the default record `quest`: the same data, but their
-        // questions retrieve nothing unless asked to (Docs/SELECTION.md: 14/20 right clauses against 5/20).
-        if selectionPolicy == nil && session.info.parameters.policy == .quest {
-            log("ask: \(store) was ingested with policy=quest, which does not retrieve the question's chunk; "
-                + "--policy quest-lexical adds retrieval on the same store")
-        }
+        if let hint = session.retrievalHint(policy: selectionPolicy) { log("ask: " + hint) }
         let cite = sources > 0 && (batch != nil || verbose)
         let options = AskOptions(maxTokens: maxTokens, raw: raw, policy: selectionPolicy, sources: cite ? sources : 0)
         if verbose && cite {
@@ -141,12 +130,14 @@ struct Ask: ParsableCommand {
                 try Output.write("\n")
                 if cite { log("sources: " + (try jsonLine([("sources", a.sources.map(\.json))]))) }
             } else {
-                let line = try jsonLine([("id", q.id), ("answer", a.text.trimmingCharacters(in: .whitespacesAndNewlines)),
-                                         ("seconds", (a.seconds * 1000).rounded() / 1000), ("sources", a.sources.map(\.json))])
-                try Output.line(line)
+                try Output.line(try a.jsonLine(id: q.id))
             }
+            // Diagnosis (`--tally-out`): one JSON line of per-layer selection counts of the question and of the answer.
             if let tallyOut, let counted {
-                try appendTally(tallyOut, id: q.id, question: counted.question, answer: counted.answer, reader: session.reader)
+                let line = try SourceTally.diagnosisLine(id: q.id, question: counted.question, answer: counted.answer, reader: session.reader)
+                do { try appendLine(line, toFile: tallyOut) } catch let e as AppendError {
+                    throw InputError(description: "--tally-out \(e)", code: Exit.ioError)
+                }
             }
             if verbose {
                 let st = session.archive.cache.statistics
@@ -155,24 +146,6 @@ struct Ask: ParsableCommand {
                            a.openSeconds, a.tokens, a.seconds - a.openSeconds, st.hits - before.hits, st.misses - before.misses,
                            peakRSSBytes() >> 20))
             }
-        }
-    }
-
-    /// Diagnosis (`--tally-out`): one JSON line of per-layer selection counts of the question and of the answer.
-    func appendTally(_ path: String, id: Any, question: SourceTally, answer: SourceTally, reader: StoreReader) throws {
-        let line = try jsonLine([("id", id), ("question", question.layerCounts), ("answer", answer.layerCounts),
-                                 ("ranges", try (0..<reader.chunkCount).map { c in
-                                     let r = try reader.byteRange(ofChunk: c); return [r.lowerBound, r.upperBound] })])
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        // Opening fails when the file could not be created; writing throws on a full disk. Either is named.
-        do {
-            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-            defer { try? h.close() }
-            try h.seekToEnd()
-            try h.write(contentsOf: Data((line + "\n").utf8))
-        } catch {
-            let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? error.localizedDescription
-            throw InputError(description: "--tally-out \(path): cannot write (\(reason))", code: Exit.ioError)
         }
     }
 }
@@ -186,14 +159,6 @@ func loadQuestions(path: String) throws -> [Question] {
     }
 }
 
-extension Citation {
-    /// As a JSON object for `jsonLine`: start, end, chunk, share, lift in that order.
-    var json: RawJSON {
-        RawJSON(text: (try? jsonLine([("start", start), ("end", end), ("chunk", chunk), ("share", (share * 1000).rounded() / 1000),
-                                      ("lift", (lift * 1000).rounded() / 1000)])) ?? "{}")
-    }
-}
-
 /// `longheads verify`: check every byte of a store.
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check every page, header and feature file of a store; name what is damaged.")
@@ -201,20 +166,13 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let reader = try StoreReader.open(at: store)
-            let problems = reader.verify()
-            guard problems.isEmpty else {
+            switch try verifyStore(at: store) {
+            case .damaged(let problems):
                 for p in problems { log("longheads: error: \(p)") }
                 throw ExitCode(Exit.dataError)
+            case .ok(let chunks, let tokens):
+                try Output.line("ok: \(store): \(chunks) chunks, \(tokens) tokens")
             }
-            // The description is checked by the same decoder `ask` uses (every field, against the header).
-            // Intact but unfinished (interrupted, killed): not ok to ask; say how to finish it.
-            let info = try StoreInfo.decode(reader.header.blob, path: store, header: reader.header)
-            try info.checkSummaryVersion(path: store)
-            if info.complete == false {
-                throw PipelineError.incompleteStore(path: store, chunks: reader.chunkCount)
-            }
-            try Output.line("ok: \(store): \(reader.chunkCount) chunks, \(reader.tokenCount) tokens")
         }
     }
 }

@@ -26,6 +26,12 @@ struct NiahLongHeadsOptions: ParsableArguments {
             help: "KV format of a new store: f16, q8 or q4 (KIVI 8/4-bit; default \(KVPrecision.default)). --precision is an alias.")
     var precision: String = KVPrecision.default.description
     @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: """
+        How the prompts are read, comma-separated: ask (the haystack ingested, then the question asked under each \
+        --policy, as `ask`), generate (the whole prompt given to `generate`, which takes its last paragraph as the \
+        question that retrieves; under the ingest policy), generate-no-retrieval (`generate --no-retrieval`).
+        """)
+    var via: String = NiahVia.ask.rawValue
 
     /// The answering policies, in the order given.
     var policies: [String] { policy.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -33,16 +39,17 @@ struct NiahLongHeadsOptions: ParsableArguments {
     /// The run's configuration (tasks, lengths, trials and seed from the command).
     func configuration(tasks: [NiahTask], lengths: [Int], trials: Int, depths: [Double]?, seed: UInt64) -> NiahConfiguration {
         NiahConfiguration(tasks: tasks, lengths: lengths, trials: trials, depths: depths, seed: seed, policies: policies,
-                          ingestPolicy: ingestPolicy, chunk: chunk, attention: attention, selectiveFrom: selectiveFrom, precision: kvPrecision)
+                          ingestPolicy: ingestPolicy, chunk: chunk, attention: attention, selectiveFrom: selectiveFrom, precision: kvPrecision,
+                          vias: NiahVia.list(via) ?? [.ask])
     }
 
     var kvPrecision: KVPrecision { KVPrecision(name: precision) ?? .default }
 
     func validate() throws {
-        for name in policies + (ingestPolicy.map { [$0] } ?? []) where !NiahConfiguration.policyNames.contains(name) {
-            throw ValidationError("--policy and --ingest-policy take \(NiahConfiguration.policyNames.joined(separator: ", ")); got '\(name)'")
+        if let p = NiahConfiguration.policyProblem(policies: policies, ingestPolicy: ingestPolicy) { throw ValidationError(p) }
+        guard NiahVia.list(via) != nil else {
+            throw ValidationError("--via takes distinct names of \(NiahVia.allCases.map(\.rawValue).joined(separator: ", ")); got '\(via)'")
         }
-        guard !policies.isEmpty, Set(policies).count == policies.count else { throw ValidationError("--policy: give distinct policies") }
         try checkOption("chunk", chunk, Limits.chunk)
         try checkOption("attention", attention, Limits.attention)
         if let selectiveFrom { try checkOption("selective-from", selectiveFrom, Limits.attention) }
@@ -110,12 +117,7 @@ struct BenchNiah: ParsableCommand {
             let H = model.config.heads
             let rows = try NiahBenchmark(configuration: cfg, pipeline: pipeline, scratchDirectory: TemporaryStores.directory).run(trial: { t in
                 if json { return try Output.line(try jsonLine(t)) }
-                log(String(format: "%@ %d tokens depth %.2f %@: %@ (expected %@, got \"%@\"), recall %.2f%@, ingest %.1f s, ask %.1f s",
-                           t.task, t.tokens, t.depth, t.policy, t.correct ? "ok" : "MISS", t.expected,
-                           t.answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n"),
-                           t.selectionRecall.value ?? 0, t.needleInForcedChunk ? " (forced)" : "",
-                           t.ingestSeconds, t.askSeconds))
-                log("  selection heads/\(H) per layer: \(t.countsLine)")
+                for line in t.logLines(heads: H) { log(line) }
             }, summary: { row in
                 if json { try Output.line(try jsonLine(row)) }
             })

@@ -55,11 +55,7 @@ struct BenchPasskey: ParsableCommand {
                                          scratchDirectory: TemporaryStores.directory)
             try bench.run(trial: { t in
                 if json { return try Output.line(try jsonLine(t)) }
-                log(String(format: "passkey %d tokens depth %.2f: %@ (%@)", t.tokens, t.depth, t.correct ? "ok" : "MISS",
-                           t.answer.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "\\n")))
-                let chunks = t.keyChunks.count == 1 ? "\(t.keyChunk)" : "\(t.keyChunk)-\(t.keyChunks.last!)"
-                log(String(format: "  selection: key chunk %@ of %d%@, recall %.2f, heads/%d per layer: %@",
-                           chunks, t.answerChunk + 1, t.keyInForcedChunk ? " (forced)" : "", t.selectionRecall.value ?? 0, H, t.countsLine))
+                for line in t.logLines(heads: H) { log(line) }
             }, summary: { line, grid in
                 try Output.line(try jsonLine(line))
                 if let plot {

@@ -24,17 +24,6 @@ func parseSourceRange(_ s: String) throws -> Range<Int> {
     return a..<b
 }
 
-/// The segments `ingest --corpus` and `corpus plan` cut `path` into (`Corpus.plan`).
-func planSegments(path: String, segmentTokens: Int?, tokenizer: Tokenizer?) throws -> [Range<Int>] {
-    let size = try Corpus.fileSize(path)
-    guard size > 0 else { throw PipelineError.emptySource(name: path) }
-    guard let segmentTokens, let tokenizer else { return [0..<size] }
-    let bytes = try Corpus.readRange(path: path, range: 0..<size)
-    return bytes.withUnsafeBytes { b in
-        Corpus.plan(b, segmentTokens: segmentTokens, count: { tokenizer.encode(String(decoding: $0, as: UTF8.self)).count })
-    }
-}
-
 extension Ingest {
     /// `ingest --corpus DIR FILE…`: each file (or `--source-range` of one), cut into segments by
     /// `--segment-tokens`, added as segments; then the manifest and index are rebuilt (unless `--no-index`).
@@ -45,22 +34,10 @@ extension Ingest {
             let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
             let reporter = ProgressReporter(mode: progress)
-            for file in files {
-                let ranges = try sourceRange.map { [try parseSourceRange($0)] }
-                    ?? planSegments(path: file, segmentTokens: segmentTokens, tokenizer: tokenizer)
-                for range in ranges {
-                    let t0 = ContinuousClock().now
-                    let (r, outcome) = try corpus.add(source: file, range: range, pipeline: pipeline, parameters: lh.parameters,
-                                                      precision: lh.kvPrecision, chat: !raw, progress: reporter.report)
-                    try Output.line(try jsonLine([("segment", r.id), ("source", r.source), ("start", r.start), ("end", r.end),
-                                                  ("tokens", r.tokens), ("outcome", outcome.rawValue),
-                                                  ("seconds", ((ContinuousClock().now - t0).seconds * 1000).rounded() / 1000)]))
-                }
-            }
-            if !noIndex {
-                let m = try corpus.index(opening: ChatTemplate.userTurnOpening(tokenizer: tokenizer).count, vocabularySize: model.config.vocabSize)
-                log("ingest: corpus \(dir): \(m.segments.count) segments indexed")
-            }
+            let m = try corpus.ingest(files: files, sourceRange: try sourceRange.map(parseSourceRange), segmentTokens: segmentTokens,
+                                      pipeline: pipeline, parameters: lh.parameters, precision: lh.kvPrecision, chat: !raw, index: !noIndex,
+                                      progress: reporter.report) { try Output.line(try $0.jsonLine()) }
+            if let m { log("ingest: corpus \(dir): \(m.segments.count) segments indexed") }
         }
     }
 }
@@ -92,7 +69,7 @@ struct CorpusPlan: ParsableCommand {
         try corpusGuarded {
             let tokenizer = segmentTokens == nil ? nil : try modelOptions.load(maxBatch: 16).1
             for f in files {
-                for r in try planSegments(path: f, segmentTokens: segmentTokens, tokenizer: tokenizer) {
+                for r in try Corpus.planSegments(path: f, segmentTokens: segmentTokens, tokenizer: tokenizer) {
                     try Output.line(try jsonLine([("source", f), ("start", r.lowerBound), ("end", r.upperBound)]))
                 }
             }
@@ -111,14 +88,7 @@ struct CorpusIndexCommand: ParsableCommand {
     func run() throws {
         try corpusGuarded {
             let (model, tokenizer) = try modelOptions.load(maxBatch: 16)
-            let corpus = Corpus(path: dir)
-            let m = try corpus.index(opening: ChatTemplate.userTurnOpening(tokenizer: tokenizer).count, vocabularySize: model.config.vocabSize)
-            guard m.model == Corpus.hex(modelFingerprint(model.file)) else {
-                throw CorpusError.mismatch(path: corpus.manifestPath, reason: "the segments were made by another model than --model")
-            }
-            let idx = try CorpusIndex(path: corpus.indexPath)
-            try Output.line(try jsonLine([("segments", m.segments.count), ("tokens", m.segments.reduce(0) { $0 + $1.tokens }),
-                                          ("chunks", idx.chunkCount), ("terms", idx.termCount), ("postings", idx.postingCount)]))
+            try Output.line(try Corpus(path: dir).indexReport(model: model, tokenizer: tokenizer))
         }
     }
 }
@@ -131,19 +101,8 @@ struct CorpusList: ParsableCommand {
     func run() throws {
         try corpusGuarded {
             let (m, _) = try Corpus(path: dir).open()
-            for r in m.segments {
-                try Output.line(try jsonLine([("segment", r.id), ("source", r.source), ("start", r.start), ("end", r.end),
-                                              ("tokens", r.tokens), ("chunks", r.chunks), ("kv", r.kv)]))
-            }
+            for r in m.segments { try Output.line(try r.listLine()) }
         }
-    }
-}
-
-extension CorpusSource {
-    /// As a JSON object: file, start, end, segment, chunk, score.
-    var json: RawJSON {
-        RawJSON(text: (try? jsonLine([("file", file), ("start", start), ("end", end), ("segment", segment), ("chunk", chunk),
-                                      ("score", (score * 1000).rounded() / 1000)])) ?? "{}")
     }
 }
 
@@ -156,38 +115,19 @@ extension Ask {
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             let reader = try CorpusReader(corpus: Corpus(path: dir), pipeline: pipeline)
             let selectionPolicy = policy.flatMap(SelectionPolicy.init(rawValue:))
-            let clock = ContinuousClock()
             for q in batch ?? [Question(id: 1, text: single ?? "", line: 0)] {
-                let t0 = clock.now
-                let hits = try reader.rank(q.text, limit: max(sources, segments, 1) * 4)
-                let open = reader.segments(for: hits, limit: segments)
-                var answers = [SegmentAnswer]()
-                for (k, s) in open.enumerated() {
-                    answers.append(try reader.answer(q.text, segment: s, hits: hits, raw: raw, maxTokens: maxTokens, policy: selectionPolicy) { piece in
-                        if batch == nil && k == 0 { try Output.write(piece) }
-                    })
+                let a = try reader.ask(q.text, segments: segments, sources: sources, raw: raw, maxTokens: maxTokens, policy: selectionPolicy) {
+                    if batch == nil { try Output.write($0) }
                 }
-                let cited = reader.sources(Array(hits.prefix(sources)))
-                let seconds = (clock.now - t0).seconds
                 if batch == nil {
                     try Output.write("\n")
                     if verbose {
-                        log("sources: " + (try jsonLine([("sources", cited.map(\.json))])))
-                        log(String(format: "ask: %d segments opened of %d, %.3f s, peak RSS %d MiB", open.count, reader.manifest.segments.count,
-                                   seconds, peakRSSBytes() >> 20))
+                        log("sources: " + (try jsonLine([("sources", a.sources.map(\.json))])))
+                        log(String(format: "ask: %d segments opened of %d, %.3f s, peak RSS %d MiB", a.answers.count, reader.manifest.segments.count,
+                                   a.seconds, peakRSSBytes() >> 20))
                     }
                 } else {
-                    var fields: [(String, Any)] = [("id", q.id), ("answer", answers[0].text.trimmingCharacters(in: .whitespacesAndNewlines)),
-                                                   ("seconds", (seconds * 1000).rounded() / 1000),
-                                                   ("segment", answers[0].segment.id), ("sources", cited.map(\.json))]
-                    if answers.count > 1 {
-                        fields.append(("answers", answers.map { a in
-                            RawJSON(text: (try? jsonLine([("segment", a.segment.id), ("source", a.segment.source), ("start", a.segment.start),
-                                                          ("end", a.segment.end),
-                                                          ("answer", a.text.trimmingCharacters(in: .whitespacesAndNewlines))])) ?? "{}")
-                        }))
-                    }
-                    try Output.line(try jsonLine(fields))
+                    try Output.line(try a.jsonLine(id: q.id))
                 }
             }
         }
@@ -203,20 +143,9 @@ extension Summarize {
             let (model, tokenizer) = try modelOptions.load(maxBatch: max(256, chunk))
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             let reader = try CorpusReader(corpus: Corpus(path: dir), pipeline: pipeline)
-            var parts = [String]()
-            for r in reader.manifest.segments {
-                let (session, logits) = try pipeline.open(store: reader.corpus.storePath(r.id), modelFile: model.file,
-                                                          then: pipeline.questionTokens(instruction, chat: r.chat, raw: false))
-                var text = ""
-                _ = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: options.sampling) { text += $0 }
-                let line = text.split(whereSeparator: \.isNewline).joined(separator: " ").trimmingCharacters(in: .whitespaces)
-                try Output.line("\(r.source) \(r.start):\(r.end): \(line)")
-                parts.append(line)
-            }
+            let parts = try reader.summarizeSegments(options) { r, line in try Output.line("\(r.source) \(r.start):\(r.end): \(line)") }
             try Output.write("Overall: ")
-            let doc = pipeline.documentTokens(parts.joined(separator: "\n\n"), chat: true).ids
-            _ = try pipeline.generate(prompt: doc + pipeline.questionTokens(instruction, chat: true, raw: false), options: options,
-                                      temporaryStore: { label, body in try withTemporaryStore(label, body) }) {
+            try reader.summarizeSummaries(parts, options: options, temporaryStore: { label, body in try withTemporaryStore(label, body) }) {
                 try Output.write($0.replacingOccurrences(of: "\n", with: " "))
             }
             try Output.write("\n")

@@ -86,63 +86,18 @@ struct Filter: ParsableCommand {
     func filterRecords(_ classifier: YesNoClassifier) throws {
         let splitter = RecordSplitter(mode: paragraphs ? .paragraphs : nul ? .nul : .lines, maxRecordBytes: maxRecordBytes)
         let filter = RecordFilter(classifier: classifier, splitter: splitter, threshold: threshold, invert: invert, batchTokens: batchTokens,
-                                  text: recordText) { r, d in
-            if d.passes { try Output.write(score ? scored(r, d.probability) : r.bytes) }
+                                  text: { try $0.text(field: field, source: "standard input") }) { r, d in
+            if d.passes { try Output.write(score ? r.scored(d.probability, json: field != nil) : r.bytes) }
         }
         let clock = ContinuousClock()
         let t0 = clock.now
-        // A record is written as soon as its batch is scored: the batch is run when it is full, and
-        // before any read that would wait for input (`tail -f | longheads filter`), and at the end.
-        func inputWaiting() -> Bool {
-            var fds = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
-            return poll(&fds, 1, 0) > 0
-        }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            if filter.hasWaiting && !inputWaiting() { try filter.flush() }
-            let n = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                // EBADF: stdin was closed (`<&-`; `StandardStreams` parks a write-only /dev/null there).
-                let reason = errno == EBADF ? "standard input is closed" : "read failed: \(String(cString: strerror(errno)))"
-                try filter.flush()
-                throw InputError(description: "standard input: \(reason)", code: Exit.noInput)
-            }
-            if n == 0 { break }
-            do { try filter.feed(buffer[0..<n]) } catch let e as RecordError { throw InputError(description: "standard input: \(e)") }
-        }
-        try filter.finish()
+        // A record is written as soon as its batch is scored (`RecordFilter.run`).
+        try filter.run(fileDescriptor: STDIN_FILENO, name: "standard input")
         if filter.records == 0 { log("longheads: filter: no records on standard input") }
         if verbose {
             let s = (clock.now - t0).seconds
             log(String(format: "filter: %d records, %d passed, %.1f s (%.1f records/s); packed: %d tokens in %d passes",
                        filter.records, filter.passed, s, Double(filter.records) / max(s, 1e-9), filter.packedTokens, filter.passes))
         }
-    }
-
-    /// The text the question is asked about: the record without its terminator, or its JSON field.
-    func recordText(_ r: Record) throws -> String {
-        let where_ = "standard input: record \(r.number) (byte \(r.offset))"
-        guard let text = String(validating: r.content, as: UTF8.self) else {
-            throw InputError(description: "\(where_): invalid UTF-8 at byte offset \(r.offset + firstInvalidUTF8(r.content))")
-        }
-        guard let field else { return text }
-        if text.allSatisfy(\.isWhitespace) { return "" }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(r.content)) as? [String: Any] else {
-            throw InputError(description: "\(where_): not a JSON object")
-        }
-        guard let value = object[field] as? String else { throw InputError(description: "\(where_): no string field \"\(field)\"") }
-        return value
-    }
-
-    /// The record with its score: `P\t` before it, or a "score" member added to a JSON object.
-    func scored(_ r: Record, _ p: Double) -> [UInt8] {
-        let s = String(format: "%.4f", p)
-        if field != nil, let close = r.content.lastIndex(of: UInt8(ascii: "}")) {
-            let before = r.content[..<close]
-            let empty = before.last(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{")
-            return Array(before) + Array(((empty ? "" : ",") + "\"score\":\(s)").utf8) + Array(r.bytes[close...])
-        }
-        return Array((s + "\t").utf8) + r.bytes
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import Generation
 import Model
@@ -98,36 +99,28 @@ extension Generate {
 
     func generateLong(text: String, ids: [Int32], model: LlamaModel, tokenizer: Tokenizer, sampling: SamplingParameters, dir: String) throws {
         let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
-        let clock = ContinuousClock()
-        let t0 = clock.now
         // The prompt's last paragraph is read as `ask` reads a question: its tokens retrieve a chunk (issue 15).
         let questionStart = noRetrieval ? nil : pipeline.questionStart(ofPrompt: text, chat: chat, ids: ids)
         if verbose, let questionStart {
             log("generate: retrieval query: tokens \(questionStart)..<\(ids.count): "
                 + String(reflecting: tokenizer.decode(Array(ids[questionStart...]))))
         }
-        let (session, logits) = try pipeline.run(prompt: ids, questionStart: questionStart, storeAt: dir, modelFile: model.file, parameters: lh.parameters,
-                                                 precision: lh.kvPrecision, chat: chat) { attention in
+        let g = try pipeline.generateLong(ids: ids, questionStart: questionStart, chat: chat, storeAt: dir, parameters: lh.parameters,
+                                          precision: lh.kvPrecision, maxTokens: maxTokens, sampling: sampling, prepare: { attention in
             guard let target = selectionReport else { return }
             let chunk = Int32(target / lh.chunk)
-            let last = ids.count - 1
             attention.selections.observe { record in
-                guard record.positions.contains(last) else { return }
-                let H = record.heads
-                let hits = (0..<H).filter { record.chunks(position: last, head: $0).contains(chunk) }.count
-                log("selection: layer \(record.layer) chunk \(chunk) held by \(hits)/\(H) heads")
+                guard let hits = record.heads(holding: chunk, at: ids.count - 1) else { return }
+                log("selection: layer \(record.layer) chunk \(chunk) held by \(hits)/\(record.heads) heads")
             }
-        }
-        let t1 = clock.now
-        if verbose, questionStart != nil { log("generate: retrieved chunks \(session.attention.sharedChunks)") }
-        let answer = try pipeline.answer(session: session, first: logits, maxTokens: maxTokens, sampling: sampling) {
-            try Output.write($0)
-        }
+        }, onRead: { g in
+            if verbose, g.questionStart != nil { log("generate: retrieved chunks \(g.sharedChunks)") }
+        }) { try Output.write($0) }
         try Output.write("\n")
         if verbose {
             log(String(format: "longheads %@: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s",
-                       lh.parameters.description, ids.count, (t1 - t0).seconds, Double(ids.count) / (t1 - t0).seconds,
-                       answer.count, (clock.now - t1).seconds))
+                       lh.parameters.description, ids.count, g.promptSeconds, Double(ids.count) / g.promptSeconds,
+                       g.tokens.count, g.answerSeconds))
         }
     }
 }

@@ -8,28 +8,11 @@ struct ModelCommand: ParsableCommand {
         commandName: "model", abstract: "List, fetch or locate the named models.",
         subcommands: [List.self, Fetch.self, Path.self])
 
-    /// The catalog entry `name` (the default model when nil); unknown → exit 64 with the names.
-    static func lookup(_ name: String?) throws -> PublishedModel {
-        guard let name else { return PublishedModel.defaultModel }
-        guard let m = PublishedModel.named(name) else {
-            throw InputError(description: ModelCacheError.unknownModel(
-                name: name, known: PublishedModel.catalog.map(\.name)).description, code: Exit.usage)
-        }
-        return m
-    }
-
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One line per model: name, size, cached or missing, cache path, description (default marked *).")
         func run() throws {
-            let cache = ModelCache()
-            let width = PublishedModel.catalog.map(\.name.count).max() ?? 0
-            for m in PublishedModel.catalog {
-                let name = m.name + (m == PublishedModel.defaultModel ? "*" : "")
-                let size = String(format: "%5.0f MB", Double(m.size) / 1e6)
-                let state = cache.cachedPath(of: m) != nil ? "cached " : "missing"
-                try Output.line("\(name.padding(toLength: width + 1, withPad: " ", startingAt: 0))  \(size)  \(state)  \(cache.path(of: m))  \(m.summary)")
-            }
+            for line in ModelCache().listLines() { try Output.line(line) }
         }
     }
 
@@ -41,7 +24,7 @@ struct ModelCommand: ParsableCommand {
         @Flag(name: .long, help: "Fetch again even if cached.") var force = false
         func run() throws {
             try guarded {
-                let m = try ModelCommand.lookup(name)
+                let m = try PublishedModel.lookup(name)
                 let cache = ModelCache()
                 let p = force ? try cache.fetch(m, log: log) : try cache.ensure(m, log: log)
                 try Output.line(p)
@@ -54,7 +37,7 @@ struct ModelCommand: ParsableCommand {
         @Argument(help: "Model name (default: the default model).")
         var name: String?
         func run() throws {
-            try guarded { try Output.line(ModelCache().path(of: try ModelCommand.lookup(name))) }
+            try guarded { try Output.line(ModelCache().path(of: try PublishedModel.lookup(name))) }
         }
     }
 }

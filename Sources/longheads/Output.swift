@@ -59,19 +59,3 @@ func writeStandardError(_ text: String) {
         return
     }
 }
-
-/// JSON text inserted as is by `jsonLine` (an object whose keys keep their order).
-struct RawJSON {
-    var text: String
-}
-
-/// One JSON line with the keys in the given order (JSONSerialization would sort or shuffle them).
-func jsonLine(_ pairs: [(String, Any)]) throws -> String {
-    func encode(_ v: Any) throws -> String {
-        if let raw = v as? RawJSON { return raw.text }
-        if let list = v as? [RawJSON] { return "[" + list.map(\.text).joined(separator: ",") + "]" }
-        return String(decoding: try JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]),
-                      as: UTF8.self)
-    }
-    return "{" + (try pairs.map { try encode($0.0) + ":" + encode($0.1) }.joined(separator: ",")) + "}"
-}

@@ -98,36 +98,16 @@ struct Ingest: ParsableCommand {
         defer { stop.cancel() }
         do {
             try guarded {
-                let source: DocumentSource
-                do { source = try DocumentSource(path: input) } catch let e as PipelineError {
-                    throw InputError(description: e.description, code: Exit.noInput)
-                }
+                let source = try openSource(input)
                 let (model, tokenizer) = try modelOptions.load(maxBatch: lh.chunk)
                 let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: lh.memoryBudget << 20)
                 let reporter = ProgressReporter(mode: progress)
                 let clock = ContinuousClock()
                 let t0 = clock.now
-                let existing = StoreReader.storeExists(at: store)
-                let summary: IngestSummary
-                if resume && existing {
-                    summary = try pipeline.resume(source: source, store: store, modelFile: model.file, blockBytes: readBlock,
-                                                  progress: reporter.report, shouldStop: stop.requested)
-                } else {
-                    summary = try pipeline.ingest(source: source, to: store, modelFile: model.file, parameters: lh.parameters,
+                let summary = try pipeline.ingest(source: source, to: store, resume: resume, modelFile: model.file, parameters: lh.parameters,
                                                   precision: lh.kvPrecision, chat: !raw, blockBytes: readBlock,
                                                   progress: reporter.report, shouldStop: stop.requested)
-                }
-                let s = (clock.now - t0).seconds
-                let info = summary.info
-                let computedTokens = max(0, info.tokens - summary.resumedChunks * info.chunkSize)
-                let o: [String: Any] = [
-                    "store": store, "tokens": info.tokens, "seconds": s, "tokens_per_second": Double(computedTokens) / max(s, 1e-9),
-                    "peak_rss_bytes": peakRSSBytes(), "parameters": info.parameters.description,
-                    "precision": summary.precision.description,
-                    "source_bytes": info.sourceBytes, "chunks": summary.resumedChunks + summary.computedChunks,
-                    "resumed_chunks": summary.resumedChunks, "computed_chunks": summary.computedChunks,
-                ]
-                try Output.line(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                try Output.line(try summary.jsonLine(store: store, seconds: (clock.now - t0).seconds, peakRSSBytes: peakRSSBytes()))
             }
         } catch let e as ExitCode where e.rawValue == Exit.dataError && stop.requested() {
             // The stop request was honoured: the message (logged by `guarded`) says how to resume.
@@ -136,45 +116,16 @@ struct Ingest: ParsableCommand {
     }
 }
 
-/// Ingest progress on stderr: a line rewritten in place on a terminal, or JSON lines for logs.
+/// Ingest progress on stderr (`IngestProgressLog`): `auto` shows a terminal line when stderr is a terminal.
 final class ProgressReporter {
-    enum Mode { case none, tty, json }
-    let mode: Mode
-    private var last = -Double.infinity
+    let progressLog: IngestProgressLog
 
     init(mode: String) {
-        switch mode {
-        case "tty": self.mode = .tty
-        case "json": self.mode = .json
-        case "none": self.mode = .none
-        default: self.mode = isatty(2) != 0 ? .tty : .none
-        }
+        let tty = mode == "tty" || (mode == "auto" && isatty(2) != 0)
+        progressLog = IngestProgressLog(mode: tty ? .tty : mode == "json" ? .json : .none)
     }
 
     func report(_ p: IngestProgress) {
-        guard mode != .none else { return }
-        // A terminal line twice a second; log lines every 2 seconds; always the last one.
-        guard p.done || p.seconds - last >= (mode == .tty ? 0.5 : 2) else { return }
-        last = p.seconds
-        switch mode {
-        case .tty:
-            var line = "ingest: \(p.tokens) tokens, \(p.chunks) chunks, \(String(format: "%.0f", p.tokensPerSecond)) tok/s, \(clock(p.seconds))"
-            if p.resumedChunks > 0 { line += ", \(p.resumedChunks) chunks resumed" }
-            if let eta = p.etaSeconds, !p.done { line += ", ETA \(clock(eta))" }
-            writeStandardError("\r\u{1B}[K" + line + (p.done ? "\n" : ""))
-        case .json:
-            var o: [String: Any] = ["tokens": p.tokens, "chunks": p.chunks, "resumed_chunks": p.resumedChunks,
-                                    "tokens_per_second": p.tokensPerSecond, "elapsed_seconds": p.seconds, "bytes_done": p.bytesDone,
-                                    "done": p.done]
-            if let total = p.sourceBytes { o["source_bytes"] = total }
-            if let eta = p.etaSeconds, !p.done { o["eta_seconds"] = eta }
-            if let d = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) { log(String(decoding: d, as: UTF8.self)) }
-        case .none: break
-        }
-    }
-
-    private func clock(_ s: Double) -> String {
-        let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+        if let text = progressLog.text(for: p) { writeStandardError(text) }
     }
 }

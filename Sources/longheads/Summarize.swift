@@ -82,7 +82,7 @@ struct Summarize: ParsableCommand {
             let pipeline = DocumentPipeline(model: model, tokenizer: tokenizer, budgetBytes: memoryBudget << 20)
             let clock = ContinuousClock()
             let t0 = clock.now
-            var last = t0
+            let shown = IngestProgressLog(mode: verbose ? .brief(label: "summarize: ingest ", interval: 5) : .none)
             let temporary: TemporaryStoreProvider = { label, body in try withTemporaryStore(label, body) }
             if let text {
                 var first = true
@@ -91,13 +91,8 @@ struct Summarize: ParsableCommand {
                     first = false
                 }, onText: { try Output.write(oneLine($0)) })
             } else if let source {
-                let s = try pipeline.summarize(source: source, options: options, store: store, temporaryStore: temporary, progress: { p in
-                    let now = clock.now
-                    if verbose, (now - last).seconds > 5 || p.done {
-                        last = now
-                        log(String(format: "summarize: ingest %d tokens, %.1f s", p.tokens, (now - t0).seconds))
-                    }
-                }, onText: { try Output.write($0) })
+                let s = try pipeline.summarize(source: source, options: options, store: store, temporaryStore: temporary,
+                                               progress: { shown.text(for: $0).map(writeStandardError) }, onText: { try Output.write($0) })
                 if verbose && s.reading == .store {
                     log(String(format: "summarize: ingested %d tokens in %.1f s", s.ingestedTokens, s.ingestSeconds))
                 }

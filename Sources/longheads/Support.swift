@@ -46,9 +46,12 @@ func exitCode(for error: Error) -> ExitCode {
     case let e as TokenizerError: return fail("\(e)", code: Exit.badModel)
     case let e as ModelCacheError:
         if case .unknownModel = e { return fail(e.description, code: Exit.usage) }
+        if case .noSuchModel = e { return fail(e.description, code: Exit.noInput) }
         return fail(e.description, code: Exit.unavailable)
     case let e as GenerationError: return fail(e.description, code: Exit.dataError)
     case let e as InputError: return fail(e.description, code: e.code)
+    case let e as RecordTextError: return fail(e.description, code: Exit.dataError)
+    case let e as RecordInputError: return fail(e.description, code: e.unreadable ? Exit.noInput : Exit.dataError)
     case let e as StoreError:
         return fail(e.description, code: e.isDiskFull ? Exit.ioError : e.isRefusedCreation ? Exit.cannotCreate : Exit.dataError)
     case let e as EvaluationError: return fail(e.description, code: Exit.ioError)
@@ -89,26 +92,17 @@ struct InputError: Error, CustomStringConvertible {
 
 /// Reads a whole file (or stdin for "-") as UTF-8 text. A missing, unreadable or closed input, or a
 /// directory, is named (exit 66), through the same checks as a streamed document (`DocumentSource`).
-func readText(path: String) throws -> String {
-    let (bytes, name) = try readBytes(path: path)
-    guard let text = String(validating: bytes, as: UTF8.self) else { throw PipelineError.invalidUTF8(name: name, offset: firstInvalidUTF8(bytes)) }
-    return text
-}
+func readText(path: String) throws -> String { try openSource(path).readText() }
 
 /// Reads a whole file (or stdin for "-"); returns its bytes and its name for messages.
 func readBytes(path: String) throws -> (bytes: [UInt8], name: String) {
-    let source: DocumentSource
-    do { source = try DocumentSource(path: path) } catch let e as PipelineError {
-        throw InputError(description: e.description, code: Exit.noInput)
-    }
-    var bytes = [UInt8]()
-    var block = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = try block.withUnsafeMutableBytes { try source.read(into: $0) }
-        if n == 0 { break }
-        bytes += block[..<n]
-    }
-    return (bytes, source.name)
+    let source = try openSource(path)
+    return (try source.readAll(), source.name)
+}
+
+/// Opens a file (or stdin for "-") to read whole; one that cannot be opened is named (exit 66).
+func openSource(_ path: String) throws -> DocumentSource {
+    do { return try DocumentSource(path: path) } catch let e as PipelineError { throw InputError(description: e.description, code: Exit.noInput) }
 }
 
 /// Options every model-using command takes.
@@ -128,7 +122,7 @@ struct ModelOptions: ParsableArguments {
     /// The model path: a catalog name resolves to the cache (fetched and verified on first use),
     /// anything else is a file path; no `--model` means the default model.
     func resolvePath() throws -> String {
-        try resolveModel(model)
+        try ModelCache().resolve(model, log: log)
     }
 
     /// Opens the GGUF and builds its tokenizer (no weights loaded).
@@ -142,18 +136,4 @@ struct ModelOptions: ParsableArguments {
         let (file, tok) = try openTokenizer()
         return (try LlamaModel(file: file, threads: threads, maxBatch: maxBatch), tok)
     }
-}
-
-/// Resolves a `--model` value: nil → the default model, a catalog name → its cached file (fetched
-/// on first use), otherwise an existing file path. A name wins over a file of the same name
-/// (write `./NAME` for the file).
-func resolveModel(_ value: String?, cache: ModelCache = ModelCache()) throws -> String {
-    guard let value else { return try cache.ensure(PublishedModel.defaultModel, log: log) }
-    if let known = PublishedModel.named(value) { return try cache.ensure(known, log: log) }
-    guard FileManager.default.fileExists(atPath: value) else {
-        let names = PublishedModel.catalog.map(\.name).joined(separator: ", ")
-        throw InputError(description: "\(value): no such model file, and not a model name (known: \(names))",
-                         code: Exit.noInput)
-    }
-    return value
 }

@@ -129,8 +129,48 @@ import Testing
         #expect(out[2].hasPrefix("passkey") && out[2].contains(" 500 "))
     }
 
+    /// `--via ask,generate`: each trial's prompt is read through `ask` (every policy) and through `generate`
+    /// (the whole prompt, its last paragraph the retrieval question); one row per reading, each naming its via.
+    @Test func viaAskAndGenerate() throws {
+        let model = try TinyModel().write(name: "niah-via")
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        let r = try longheads(["bench", "niah", "--model", model, "--task", "prose", "--policy", "quest-lexical,quest",
+                               "--via", "ask,generate,generate-no-retrieval", "--depths", "0.4"] + Self.small)
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try lines(r.stdout)
+        let trialRows = rows.filter { $0["trial"] != nil }, summaries = rows.filter { $0["trial"] == nil }
+        let answerers = ["ask quest-lexical", "ask quest", "generate quest-lexical", "generate-no-retrieval quest-lexical"]
+        #expect(trialRows.count == 2 * answerers.count && summaries.count == answerers.count)
+        for trial in 0..<2 {
+            let same = trialRows.filter { $0["trial"] as? Int == trial }
+            #expect(same.map { "\($0["via"] as! String) \($0["policy"] as! String)" } == answerers)
+            // The same haystack and the same prompt tokens, read four ways.
+            #expect(Set(same.map { $0["expected"] as! String }).count == 1 && Set(same.map { $0["tokens"] as! Int }).count == 1)
+            for t in same {
+                #expect(t["correct"] as! Bool == (t["answer"] as! String).lowercased().contains((t["expected"] as! String).lowercased()))
+                #expect((t["selection_per_layer"] as! [Double]).count == 2)
+            }
+            // `generate` reads the whole prompt: its question is the prompt's last line (the tiny tokenizer
+            // is one token per byte), and retrieval shares at most one chunk; without retrieval, no question.
+            let generate = same[2], plain = same[3]
+            #expect(generate["question_tokens"] as? Int == ("\n" + Haystack.proseQuestion).utf8.count)
+            #expect((generate["shared_chunks"] as! [Int]).count <= 1)
+            #expect(plain["question_tokens"] is NSNull && (plain["shared_chunks"] as! [Int]).isEmpty)
+            #expect(generate["read_tokens"] as? Int == generate["tokens"] as? Int)
+            #expect(same[0]["question_tokens"] as? Int == ("\n" + Haystack.proseQuestion).utf8.count)
+        }
+        #expect(summaries.map { $0["via"] as! String } == ["ask", "ask", "generate", "generate-no-retrieval"])
+
+        // Text mode: the table names the generate readings by via and policy.
+        let text = try longheads(["bench", "niah", "--model", model, "--task", "prose", "--via", "generate", "--lengths", "500",
+                                  "--trials", "1", "--chunk", "16", "--attention", "48"])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("generate:quest-lexical") && text.stderr.contains("generate:quest-lexical"), "\(text.stdout)")
+    }
+
     @Test func badTaskOrPolicyIsAUsageError() throws {
-        for args in [["--task", "haystack"], ["--task", "prose,"], ["--policy", "perfect"], ["--depths", "2"], ["--lengths", "0"]] {
+        for args in [["--task", "haystack"], ["--task", "prose,"], ["--policy", "perfect"], ["--depths", "2"], ["--lengths", "0"],
+                     ["--via", "chat"], ["--via", "ask,ask"], ["--via", "ask,"]] {
             let r = try longheads(["bench", "niah", "--model", "/nonexistent.gguf"] + args)
             #expect(r.status == 64, "\(args): \(r.stderr)")
             #expect(r.stderr.contains(args[0]), "\(args): \(r.stderr)")

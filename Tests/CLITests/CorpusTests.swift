@@ -1,9 +1,13 @@
 import Corpus
 import Foundation
+import GGUF
 import KVStore
 import LongHeads
+import Model
+import Pipeline
 import TestSupport
 import Testing
+import Tokenization
 
 /// Runs the binary with output to files (so that it can be killed at any moment without a pipe filling).
 private func run(_ args: [String], kill signal: Int32? = nil, after: Double = 0) throws -> CLIRun {
@@ -274,5 +278,70 @@ private func sameCorpus(_ a: String, _ b: String) throws -> Bool {
             for (g, w) in zip(got, want) { #expect(abs(g.score - w.score) < 1e-9) }
             for g in got { #expect(g.chunk == entries[g.id].chunk) }
         }
+    }
+}
+
+/// The corpus jobs as library calls (`Corpus.ingest`, `indexReport`, `CorpusReader.ask`, the summaries):
+/// what the CLI's corpus commands print, without the executable.
+@Suite struct CorpusJobsTests {
+    @Test func planSegmentsOfAFile() throws {
+        let dir = temp("corpus-plan-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let docs = try documents(in: dir)
+        let size = try #require(bytes(docs[0])).count
+        #expect(try Corpus.planSegments(path: docs[0], segmentTokens: nil, tokenizer: nil) == [0..<size])
+        FileManager.default.createFile(atPath: dir + "/empty", contents: nil)
+        #expect(throws: PipelineError.self) { try Corpus.planSegments(path: dir + "/empty", segmentTokens: nil, tokenizer: nil) }
+        #expect(throws: (any Error).self) { try Corpus.planSegments(path: dir + "/missing", segmentTokens: nil, tokenizer: nil) }
+    }
+
+    @Test func ingestIndexListAskAndSummarize() throws {
+        let modelPath = try TinyModel().write(name: "corpus-jobs")
+        let dir = temp("corpus-jobs-\(UUID().uuidString.prefix(6))")
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: modelPath) }
+        let docs = try documents(in: dir + "/docs")
+        let file = try GGUFFile(path: modelPath)
+        let pipeline = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 64), tokenizer: try Tokenizer(gguf: file),
+                                        budgetBytes: 16 << 20)
+        let corpus = Corpus(path: dir + "/corpus")
+        var lines = [String]()
+        let manifest = try corpus.ingest(files: docs, sourceRange: nil, segmentTokens: 120, pipeline: pipeline,
+                                         parameters: LongHeadsParameters(chunkSize: 16, attentionLength: 64), precision: .default, chat: true,
+                                         index: true, progress: { _ in }) { lines.append(try $0.jsonLine()) }
+        let m = try #require(manifest)
+        #expect(lines.count == m.segments.count && lines.count > docs.count)
+        for (line, r) in zip(lines, m.segments) {
+            #expect(line.hasPrefix("{\"segment\":\"\(r.id)\",\"source\":") && line.contains("\"outcome\":\"added\",\"seconds\":"), "\(line)")
+            #expect(try r.listLine() == "{\"segment\":\"\(r.id)\",\"source\":\"\(r.source)\",\"start\":\(r.start),\"end\":\(r.end),"
+                    + "\"tokens\":\(r.tokens),\"chunks\":\(r.chunks),\"kv\":\"\(r.kv)\"}")
+        }
+        let report = try corpus.indexReport(model: pipeline.model, tokenizer: pipeline.tokenizer)
+        #expect(report.hasPrefix("{\"segments\":\(m.segments.count),\"tokens\":\(m.segments.reduce(0) { $0 + $1.tokens }),\"chunks\":"))
+
+        let reader = try CorpusReader(corpus: corpus, pipeline: pipeline)
+        var streamed = ""
+        let one = try reader.ask("Who built the lighthouse on Karsa?", segments: 1, sources: 2, raw: false, maxTokens: 4, policy: nil) { streamed += $0 }
+        #expect(one.answers.count == 1 && one.answers[0].text == streamed && one.sources.count == 2)
+        #expect(docs.contains(one.sources[0].file))
+        let line = try one.jsonLine(id: 7)
+        #expect(line.hasPrefix("{\"id\":7,\"answer\":") && line.contains("\"sources\":[{\"file\":") && !line.contains("\"answers\""))
+        let two = try reader.ask("Who built the lighthouse on Karsa?", segments: 2, sources: 1, raw: false, maxTokens: 4, policy: nil)
+        #expect(two.answers.count == 2 && two.answers[0].text == one.answers[0].text)
+        #expect(try two.jsonLine(id: "q").contains(",\"answers\":[{\"segment\":\"\(two.answers[0].segment.id)\""))
+
+        let options = SummaryOptions(maxTokens: 4, parameters: LongHeadsParameters(chunkSize: 16, attentionLength: 64))
+        var seen = [String]()
+        let parts = try reader.summarizeSegments(options) { r, line in
+            seen.append(r.id)
+            #expect(!line.contains("\n"))
+        }
+        #expect(seen == m.segments.map(\.id) && parts.count == seen.count)
+        var overall = ""
+        try reader.summarizeSummaries(parts, options: options, temporaryStore: { label, body in
+            let d = dir + "/tmp-" + label
+            defer { try? FileManager.default.removeItem(atPath: d) }
+            try body(d)
+        }) { overall += $0 }
+        #expect(!overall.isEmpty)
     }
 }

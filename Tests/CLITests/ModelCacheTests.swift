@@ -215,3 +215,36 @@ struct ModelCacheTests {
         #expect(d.stdout == home + "/models/qwen2.5-coder-0.5b.gguf\n")
     }
 }
+
+/// `--model` resolution and `model list|fetch|path`'s catalog look-ups, as library calls (`ModelCache.resolve`,
+/// `PublishedModel.lookup`, `ModelCache.listLines`): no network, a temporary cache home.
+@Suite struct ModelResolutionTests {
+    @Test func lookupAndResolve() throws {
+        #expect(try PublishedModel.lookup(nil) == PublishedModel.defaultModel)
+        let name = PublishedModel.catalog[0].name
+        #expect(try PublishedModel.lookup(name).name == name)
+        #expect(throws: ModelCacheError.unknownModel(name: "nope", known: PublishedModel.catalog.map(\.name))) { try PublishedModel.lookup("nope") }
+
+        let home = temp("resolve-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let file = home + "/m.gguf"
+        FileManager.default.createFile(atPath: file, contents: Data([1]))
+        let cache = ModelCache(home: home)
+        #expect(try cache.resolve(file, log: { _ in }) == file)
+        #expect(throws: ModelCacheError.noSuchModel(value: home + "/none.gguf", known: PublishedModel.catalog.map(\.name))) {
+            try cache.resolve(home + "/none.gguf", log: { _ in })
+        }
+        #expect(ModelCacheError.noSuchModel(value: "x.gguf", known: ["a", "b"]).description == "x.gguf: no such model file, and not a model name (known: a, b)")
+    }
+
+    @Test func listLinesNameEveryModel() {
+        let home = temp("list-\(UUID().uuidString.prefix(6))")
+        let lines = ModelCache(home: home).listLines()
+        #expect(lines.count == PublishedModel.catalog.count)
+        for (line, m) in zip(lines, PublishedModel.catalog) {
+            #expect(line.hasPrefix(m.name + (m == PublishedModel.defaultModel ? "*" : " ")))
+            #expect(line.contains("  missing  " + ModelCache(home: home).path(of: m) + "  " + m.summary))
+        }
+    }
+}

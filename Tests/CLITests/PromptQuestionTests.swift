@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import LongHeads
 import Model
 import Pipeline
 import TestSupport
@@ -81,5 +82,33 @@ import Tokenization
         var expected = ""
         _ = try p.answer(session: session, first: logits, maxTokens: 6, sampling: .greedy) { expected += $0 }
         #expect(plain.stdout == expected + "\n")
+    }
+
+    /// The library's long `generate` (`DocumentPipeline.generateLong`): with the last paragraph as the question,
+    /// it retrieves a chunk, reported before the continuation; without a question, it is the plain run.
+    @Test func generateLongReadsTheQuestion() throws {
+        let modelPath = try TinyModel().write(name: "pq-long")
+        let dir = try scratchDirectory("pq-long")
+        defer { for p in [modelPath, dir] { try? FileManager.default.removeItem(atPath: p) } }
+        let file = try GGUFFile(path: modelPath)
+        let p = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 16), tokenizer: try Tokenizer(gguf: file),
+                                 budgetBytes: 16 << 20)
+        var words = (0..<90).map { "the cart rolled past mill \($0 % 7 == 0 ? "and" : "or") stood" }
+        words.insert("QZX", at: 60)
+        let text = words.joined(separator: " ") + "\nWhat is QZX?"
+        let ids = p.promptTokens(text, chat: false)
+        let parameters = LongHeadsParameters(chunkSize: 16, attentionLength: 64)
+        var read: LongGeneration?, pieces = ""
+        let g = try p.generateLong(ids: ids, questionStart: p.questionStart(ofPrompt: text, chat: false, ids: ids), chat: false,
+                                   storeAt: dir + "/a", parameters: parameters,
+                                   precision: .default, maxTokens: 6, sampling: .greedy, onRead: { read = $0 }) { pieces += $0 }
+        #expect(g.questionStart == ids.count - "\nWhat is QZX?".utf8.count && read?.questionStart == g.questionStart)
+        #expect(read?.tokens.isEmpty == true && g.sharedChunks.count == 1 && g.tokens.count <= 6)
+        #expect(p.tokenizer.decode(g.tokens) == pieces)
+        let plain = try p.generateLong(ids: ids, questionStart: nil, chat: false, storeAt: dir + "/b", parameters: parameters,
+                                       precision: .default, maxTokens: 6, sampling: .greedy) { _ in }
+        let (session, logits) = try p.run(prompt: ids, storeAt: dir + "/c", modelFile: file, parameters: parameters, precision: .default, chat: false)
+        #expect(plain.questionStart == nil && plain.sharedChunks.isEmpty)
+        #expect(try p.answer(session: session, first: logits, maxTokens: 6, sampling: .greedy) { _ in } == plain.tokens)
     }
 }

@@ -161,3 +161,66 @@ struct NiahQwen2HaystackTests {
         #expect(tok.decode(Array(p.ids[p.questionStart...])).contains("\n"))
     }
 }
+
+/// `bench niah --via`: the readings list and who answers each trial.
+@Suite struct NiahViaTests {
+    func configuration(policies: [String], ingestPolicy: String? = nil, vias: [NiahVia]) -> NiahConfiguration {
+        NiahConfiguration(tasks: [.prose], lengths: [700], trials: 1, depths: nil, seed: 1, policies: policies, ingestPolicy: ingestPolicy,
+                          chunk: 64, attention: 320, selectiveFrom: nil, precision: .default, vias: vias)
+    }
+
+    @Test func policyProblems() {
+        #expect(NiahConfiguration.policyProblem(policies: ["quest", "oracle"], ingestPolicy: "paper") == nil)
+        #expect(NiahConfiguration.policyProblem(policies: ["quest", "quest"], ingestPolicy: nil) == "--policy: give distinct policies")
+        #expect(NiahConfiguration.policyProblem(policies: [], ingestPolicy: nil) == "--policy: give distinct policies")
+        #expect(NiahConfiguration.policyProblem(policies: ["quest"], ingestPolicy: "perfect")?.hasSuffix("got 'perfect'") == true)
+        #expect(NiahConfiguration.policyProblem(policies: ["perfect"], ingestPolicy: nil)?.hasPrefix("--policy and --ingest-policy take ") == true)
+    }
+
+    @Test func parsesDistinctKnownNames() {
+        #expect(NiahVia.list("ask") == [.ask])
+        #expect(NiahVia.list("generate, ask,generate-no-retrieval") == [.generate, .ask, .generateNoRetrieval])
+        for bad in ["", "chat", "ask,", "ask,ask", "generate,Generate"] { #expect(NiahVia.list(bad) == nil, "\(bad)") }
+    }
+
+    /// `ask` answers under every policy; each `generate` reading once, under the ingest selection policy
+    /// (quest when the oracle ingests: generate has nothing to force).
+    @Test func answerers() {
+        let a = configuration(policies: ["quest-lexical", "quest"], vias: [.ask, .generate]).answerers
+        #expect(a.map(\.via) == [.ask, .ask, .generate] && a.map(\.policy) == ["quest-lexical", "quest", "quest-lexical"])
+        let o = configuration(policies: ["oracle", "paper"], vias: [.generateNoRetrieval, .ask]).answerers
+        #expect(o.map(\.via) == [.generateNoRetrieval, .ask, .ask] && o.map(\.policy) == ["quest", "oracle", "paper"])
+        let g = configuration(policies: ["quest"], ingestPolicy: "paper", vias: [.generate]).answerers
+        #expect(g.map(\.via) == [.generate] && g.map(\.policy) == ["paper"])
+    }
+}
+
+/// `NiahBenchmark` on the tiny model: one row per answerer and trial (`--via`), and the text-mode log lines.
+@Suite struct NiahBenchmarkRunTests {
+    @Test func viaRowsAndLogLines() throws {
+        let path = try TinyModel().write(name: "niah-run")
+        let dir = NSTemporaryDirectory() + "niah-run-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { for p in [path, dir] { try? FileManager.default.removeItem(atPath: p) } }
+        let file = try GGUFFile(path: path)
+        let pipeline = DocumentPipeline(model: try LlamaModel(file: file, threads: 2, maxBatch: 16), tokenizer: try Tokenizer(gguf: file),
+                                        budgetBytes: 16 << 20)
+        let cfg = NiahConfiguration(tasks: [.prose], lengths: [500], trials: 1, depths: [0.5], seed: 3, policies: ["quest-lexical"],
+                                    ingestPolicy: nil, chunk: 16, attention: 48, selectiveFrom: nil, precision: .default,
+                                    vias: [.generateNoRetrieval, .ask])
+        var trials = [NiahTrial]()
+        let rows = try NiahBenchmark(configuration: cfg, pipeline: pipeline, scratchDirectory: dir).run(trial: { trials.append($0) }, summary: { _ in })
+        #expect(trials.map(\.via) == ["generate-no-retrieval", "ask"] && rows.map(\.via) == ["generate-no-retrieval", "ask"])
+        #expect(trials.map(\.label) == ["generate-no-retrieval:quest-lexical", "quest-lexical"] && rows.map(\.label) == trials.map(\.label))
+        #expect(trials[0].questionTokens.value == nil && trials[1].questionTokens.value == ("\n" + Haystack.proseQuestion).utf8.count)
+        #expect(trials[0].expected == trials[1].expected && trials[0].tokens == trials[1].tokens)
+        for t in trials {
+            let lines = t.logLines(heads: 4)
+            #expect(lines.count == 2)
+            #expect(lines[0].hasPrefix("prose \(t.tokens) tokens depth 0.50 \(t.label): \(t.correct ? "ok" : "MISS") (expected \(t.expected), got \""))
+            #expect(lines[1] == "  selection heads/4 per layer: \(t.countsLine)")
+        }
+        // The scratch stores are removed after each trial.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+}
