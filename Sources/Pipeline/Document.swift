@@ -169,7 +169,7 @@ public struct DocumentPipeline {
     public let model: LlamaModel
     /// Its tokenizer.
     public let tokenizer: Tokenizer
-    /// Byte budget of the decompressed-page cache.
+    /// Byte budget of the KV page cache.
     public let budgetBytes: Int
 
     /// A pipeline for `model`.

@@ -36,7 +36,7 @@ struct Ask: ParsableCommand {
     @Flag(name: .long, help: "Append the question verbatim and let the model continue (no chat turn); with FILE, ingest it as plain text.")
     var raw = false
     @Option(name: .long, help: "Most tokens to generate per answer.") var maxTokens: Int = 64
-    @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Memory budget of the KV page cache, MiB.") var memoryBudget: Int = 512
     @Option(name: .long, help: "Selection policy for the question and answer (default: the one the store was ingested with).")
     var policy: String?
     @Option(name: .long, help: "Citations per answer in --questions output.") var sources: Int = 3

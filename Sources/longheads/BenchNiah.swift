@@ -25,7 +25,7 @@ struct NiahLongHeadsOptions: ParsableArguments {
     @Option(name: [.customLong("kv"), .customLong("precision")],
             help: "KV format of a new store: f16, q8 or q4 (KIVI 8/4-bit; default \(KVPrecision.default)). --precision is an alias.")
     var precision: String = KVPrecision.default.description
-    @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Memory budget of the KV page cache, MiB.") var memoryBudget: Int = 512
     @Option(name: .long, help: """
         How the prompts are read, comma-separated: ask (the haystack ingested, then the question asked under each \
         --policy, as `ask`), generate (the whole prompt given to `generate`, which takes its last paragraph as the \

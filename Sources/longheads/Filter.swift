@@ -33,7 +33,7 @@ struct Filter: ParsableCommand {
     @Flag(name: .long, help: "Prefix each passing record with P(yes) and a tab (JSON lines: add a \"score\" field).")
     var score = false
     @Option(name: .long, help: "P(yes) at or above which a record is a yes.") var threshold: Double = 0.5
-    @Option(name: .long, help: "Memory budget of the decompressed-page cache for long records, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Memory budget of the KV page cache for long records, MiB.") var memoryBudget: Int = 512
     @Option(name: .long, help: "Most bytes of one record (terminator included); a longer one ends the run with exit 65, naming it.")
     var maxRecordBytes: Int = RecordSplitter.defaultMaxRecordBytes
     @Flag(name: .long, help: "Print counts and timing to stderr at the end.") var verbose = false

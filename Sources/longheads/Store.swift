@@ -17,7 +17,7 @@ struct LongHeadsOptions: ParsableArguments {
     @Option(name: [.customLong("kv"), .customLong("precision")],
             help: "KV format of a new store: f16, q8 or q4 (KIVI 8/4-bit; default \(KVPrecision.default)). --precision is an alias.")
     var precision: String = KVPrecision.default.description
-    @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Memory budget of the KV page cache, MiB.") var memoryBudget: Int = 512
 
     var parameters: LongHeadsParameters {
         LongHeadsParameters(chunkSize: chunk, attentionLength: attention, beginSelective: selectiveFrom,

@@ -37,7 +37,7 @@ struct Summarize: ParsableCommand {
     @Option(name: .long, help: "LongHeads chunk size (tokens).") var chunk: Int = LongHeadsParameters.default.chunkSize
     @Option(name: .long, help: "LongHeads attention length; shorter prompts use plain attention.")
     var attention: Int = LongHeadsParameters.default.attentionLength
-    @Option(name: .long, help: "Memory budget of the decompressed-page cache, MiB.") var memoryBudget: Int = 512
+    @Option(name: .long, help: "Memory budget of the KV page cache, MiB.") var memoryBudget: Int = 512
     @Option(name: .long, help: "What to ask after the document.") var instruction: String = SummaryOptions.defaultInstruction
     @Flag(name: .long, help: "Print timing to stderr.") var verbose = false
 

@@ -7,6 +7,8 @@ import Testing
 /// (issue 13): `KVSTORE_BENCH_STORE=<dir of an f16 store>` (e.g. made by `longheads bench ingest
 /// --tokens 8192 --kv f16 --store DIR`). The f16 pages are decoded, re-encoded as q8 and q4, and the
 /// parameter plane, the code plane and the whole page are LZ4-compressed separately. Off by default.
+/// `KVSTORE_BENCH_CHUNKS=N` (default 64, `all` for every chunk) reads N chunks spread evenly over the
+/// store, so a long document is sampled through its whole length, not only its opening.
 @Suite("KV store: page formats on real K/V", .enabled(if: ProcessInfo.processInfo.environment["KVSTORE_BENCH_STORE"] != nil))
 struct PlaneBenchmarks {
     @Test func formatsAndLZ4PerPlane() throws {
@@ -15,7 +17,10 @@ struct PlaneBenchmarks {
         let g0 = r.geometry
         #expect(g0.precision == .f16)
         let (G, w, D) = (Int32(g0.kvHeads), Int32(g0.chunkSize), Int32(g0.headDim))
-        let chunks = min(r.chunkCount, 64)
+        let wanted = ProcessInfo.processInfo.environment["KVSTORE_BENCH_CHUNKS"].map { $0 == "all" ? Int.max : Int($0) ?? 64 } ?? 64
+        let chunks = max(1, min(r.chunkCount, wanted))
+        // Chunk i of the sample is store chunk i·count/chunks: evenly spread, the first always included.
+        let sample = (0..<chunks).map { $0 * r.chunkCount / chunks }
         let tokens = chunks * g0.chunkSize
         var f16Whole = 0
         var raw: [Int32: Int] = [:], whole: [Int32: Int] = [:], params: [Int32: Int] = [:], codes: [Int32: Int] = [:]
@@ -23,7 +28,7 @@ struct PlaneBenchmarks {
         var page = [Float](repeating: 0, count: g0.floatsPerPage)
         var half = [UInt16](repeating: 0, count: g0.floatsPerPage)
         let half_ = g0.floatsPerPage / 2
-        for c in 0..<chunks {
+        for c in sample {
             for l in 0..<g0.layers {
                 try page.withUnsafeMutableBufferPointer { try r.readPage(chunk: c, layer: l, into: $0) }
                 cs_f32_to_f16(&half, page, page.count)
@@ -51,7 +56,7 @@ struct PlaneBenchmarks {
         }
         let f16Raw = chunks * g0.layers * 2 * g0.floatsPerPage
         func perToken(_ b: Int) -> String { String(format: "%.0f", Double(b) / Double(tokens)) }
-        print("page formats on \(chunks) chunks × \(g0.layers) layers of \(path) (\(g0)); bytes/token of K+V pages:")
+        print("page formats on \(chunks) of \(r.chunkCount) chunks × \(g0.layers) layers of \(path) (\(g0)); bytes/token of K+V pages:")
         print("f16: raw \(perToken(f16Raw)), LZ4 whole page \(perToken(f16Whole)) (ratio \(String(format: "%.3f", Double(f16Whole) / Double(f16Raw))))")
         for bits in [Int32(8), 4] {
             let pb = chunks * g0.layers * cs_kivi_param_bytes(G, w, D), cb = raw[bits]! - pb
