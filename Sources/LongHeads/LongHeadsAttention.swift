@@ -65,6 +65,19 @@ public final class LongHeadsAttention: Attention {
     private let slab: UnsafeMutablePointer<Float>
     /// Pointers to one layer's summary rows of the chunks of one slab (`ChunkArchive.featureRows`).
     private let slabRows: UnsafeMutablePointer<UnsafePointer<Float>>
+    /// Chunks the archive held when this attention was made. Their summaries do not change while it lives
+    /// (what it archives later, a question's chunks, may be dropped and archived anew), so their filled
+    /// slabs can be kept (`slabCache`).
+    private let frozenChunks: Int
+    /// Filled slabs of frozen chunks, per (layer, first chunk): a decode step scores every candidate chunk
+    /// in every layer, so without them each step (and each question of a session) transposes the same
+    /// summaries again. Within `slabCacheLimitBytes`; slabs past it are filled per call as before.
+    private var slabCache: [Int: (chunks: Int, stride: Int, floats: UnsafeMutablePointer<Float>)] = [:]
+    /// Bytes of filled slabs kept now (`slabCacheLimitBytes`).
+    public private(set) var slabCacheBytes = 0
+    /// Most bytes of filled slabs kept (`slabCache`); 0 fills every slab per call. Scores are the same
+    /// either way (the kept slab holds the floats a fill writes).
+    public var slabCacheLimitBytes = 32 << 20
     /// Per scoring task: the slab rows its query reads ([subs][headDim]) and the scores of one slab.
     private let scoreRows: UnsafeMutablePointer<Int32>
     private let scoreOut: UnsafeMutablePointer<Float>
@@ -144,6 +157,7 @@ public final class LongHeadsAttention: Attention {
         // Continue after the archived chunks: the last one is the "previous chunk" of the next token.
         let n = archive.chunkCount
         position = n * w
+        frozenChunks = n
         if n > 0 {
             for l in 0..<L {
                 let dst = ringPage(layer: l, chunk: n - 1)
@@ -159,6 +173,7 @@ public final class LongHeadsAttention: Attention {
         }
         bestChunk.deallocate()
         slabRows.deallocate()
+        for entry in slabCache.values { entry.floats.deallocate() }
         scoreRows.deallocate()
         scoreOut.deallocate()
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
@@ -500,14 +515,21 @@ public final class LongHeadsAttention: Attention {
         while j0 <= candidates {
             let m = min(slabChunks, candidates - j0 + 1)
             let m8 = (m + 7) / 8 * 8
-            // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
-            try archive.featureRows(layer: l, chunks: j0..<(j0 + m), rowFloats: summary.floatsPerLayer, into: slabRows)
-            for x in 0..<m {
-                // Layer l's part of the summary: key features, then bounds.
-                ranking.fill(slab: slab, stride: stride, column: x, summary: slabRows[x], layer: l)
+            let key = l * (1 << 32) + j0
+            let rows: UnsafePointer<Float>
+            if j0 + m <= frozenChunks, let kept = slabCache[key], kept.chunks == m, kept.stride == stride {
+                rows = UnsafePointer(kept.floats)
+            } else {
+                // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
+                try archive.featureRows(layer: l, chunks: j0..<(j0 + m), rowFloats: summary.floatsPerLayer, into: slabRows)
+                for x in 0..<m {
+                    // Layer l's part of the summary: key features, then bounds.
+                    ranking.fill(slab: slab, stride: stride, column: x, summary: slabRows[x], layer: l)
+                }
+                for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
+                rows = UnsafePointer(slab)
+                keepSlab(key: key, chunks: m, stride: stride, floats: rowsPerChunk * D * stride, frozen: j0 + m <= frozenChunks)
             }
-            for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
-            let rows = UnsafePointer(slab)
             pool.run(tasks: H * parts) { task in
                 let h = task / parts, part = task % parts
                 for i in (from + part * tokens / parts)..<(from + (part + 1) * tokens / parts) {
@@ -530,6 +552,23 @@ public final class LongHeadsAttention: Attention {
             }
             j0 += m
         }
+    }
+
+    /// Keeps a copy of the slab just filled (`floats` floats: chunks j0..<j0+`chunks` of one layer, at
+    /// `stride`) under `key` when its chunks are `frozen` and it fits `slabCacheLimitBytes`, replacing a slab
+    /// of the same key filled for another chunk count or stride.
+    private func keepSlab(key: Int, chunks: Int, stride: Int, floats: Int, frozen: Bool) {
+        guard frozen else { return }
+        if let old = slabCache.removeValue(forKey: key) {
+            slabCacheBytes -= ranking.rowsPerChunk * D * old.stride * MemoryLayout<Float>.stride
+            old.floats.deallocate()
+        }
+        let bytes = floats * MemoryLayout<Float>.stride
+        guard slabCacheBytes + bytes <= slabCacheLimitBytes else { return }
+        let copy = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+        copy.initialize(from: slab, count: floats)
+        slabCache[key] = (chunks, stride, copy)
+        slabCacheBytes += bytes
     }
 
     /// Key features of the chunk in `page` for every head of layer `l` (LONGHEADS.md "Per-chunk

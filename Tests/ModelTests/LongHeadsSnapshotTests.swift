@@ -37,6 +37,12 @@ import Testing
     /// Same bits (not only equal values), and a failure prints no arrays of logits.
     static func same(_ a: [Float], _ b: [Float]) -> Bool { a.map(\.bitPattern) == b.map(\.bitPattern) }
 
+    /// Expects `same(a, b)` == `equal`, printing no logits when it fails.
+    static func expectSame(_ a: [Float], _ b: [Float], _ what: Comment, equal: Bool = true, sourceLocation: SourceLocation = #_sourceLocation) {
+        let same = Self.same(a, b)
+        #expect(same == equal, what, sourceLocation: sourceLocation)
+    }
+
     @Test(arguments: [7, 0])
     func restoredTailGivesTheSameLogitsAsRerunningIt(tailLength: Int) throws {
         let (model, path) = try LongHeadsInvariantTests.model()
@@ -70,22 +76,46 @@ import Testing
             got.append(try Self.feed(model, question, lh))
             archive.truncate(to: chunks)
         }
-        #expect(Self.same(got[0], expectedLong))
-        #expect(Self.same(got[1], expectedShort))
-        #expect(Self.same(got[2], expectedLong))
+        Self.expectSame(got[0], expectedLong, "the long question after restore")
+        Self.expectSame(got[1], expectedShort, "the short question after restore")
+        Self.expectSame(got[2], expectedLong, "the long question again")
         #expect(expectedLong.count == long.count * model.config.vocabSize)
 
         // Restored onto another attention of the same model and parameters: the same bits again.
         let other = try LongHeadsAttention(config: model.config, parameters: Self.parameters, archive: archive, pool: model.pool)
         other.restore(afterTail)
-        #expect(Self.same(try Self.feed(model, long, other), expectedLong))
+        Self.expectSame(try Self.feed(model, long, other), expectedLong, "restored onto another attention")
         archive.truncate(to: chunks)
 
         // Not vacuous: without the tail, the question's logits differ.
         if tailLength > 0 {
             let bare = try LongHeadsAttention(config: model.config, parameters: Self.parameters, archive: archive, pool: model.pool)
-            #expect(!Self.same(try Self.feed(model, long, bare), expectedLong))
+            Self.expectSame(try Self.feed(model, long, bare), expectedLong, "a question without the tail", equal: false)
             archive.truncate(to: chunks)
         }
+    }
+
+    /// The filled slabs of the archived chunks kept across blocks and decode steps (`slabCacheLimitBytes`)
+    /// give the same logits, bit for bit, as filling every slab per call.
+    @Test func keptSlabsGiveTheSameLogits() throws {
+        let (model, path) = try LongHeadsInvariantTests.model()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let chunks = 6
+        let document = LongHeadsInvariantTests.tokens(chunks * Self.w + 5, seed: 31)
+        let (archive, tail) = try Self.archive(model, document, chunks: chunks)
+        let question = LongHeadsInvariantTests.tokens(Self.w + 4, seed: 32)
+        func logits(limit: Int) throws -> (logits: [Float], kept: Int) {
+            let lh = try LongHeadsAttention(config: model.config, parameters: Self.parameters, archive: archive, pool: model.pool)
+            lh.slabCacheLimitBytes = limit
+            var out = try Self.feed(model, tail + question, lh)
+            for t in LongHeadsInvariantTests.tokens(6, seed: 33) {  // decode steps
+                out += try model.forward([t], start: lh.position, attention: lh, logits: .all)
+            }
+            archive.truncate(to: chunks)
+            return (out, lh.slabCacheBytes)
+        }
+        let filled = try logits(limit: 0), kept = try logits(limit: 1 << 20)
+        #expect(filled.kept == 0 && kept.kept > 0)
+        Self.expectSame(filled.logits, kept.logits, "kept slabs against filled ones")
     }
 }
