@@ -105,7 +105,9 @@ public final class LongHeadsAttention: Attention {
     private let featAcc: UnsafeMutablePointer<Float>
 
     /// A LongHeads attention over `archive`, continuing a document of `archive.chunkCount` complete chunks
-    /// (their last chunk is loaded into the recent window; the next token is at `chunkCount · w`).
+    /// (their last chunk is loaded into the recent window; the next token is at `chunkCount · w`). Those
+    /// chunks must stay as they are while the attention lives (their selection slabs are kept); chunks it
+    /// archives later may be dropped and archived anew (`restore`).
     public init(config: ModelConfig, parameters: LongHeadsParameters, archive: ChunkArchive, pool: ThreadPool) throws {
         precondition(parameters.problem == nil, parameters.problem ?? "")
         self.config = config
@@ -679,6 +681,7 @@ extension LongHeadsAttention {
         precondition(snapshot.shape == shape && snapshot.parameters == parameters, "a snapshot of another model or parameters")
         precondition(archive.chunkCount == snapshot.archivedChunks,
                      "the archive holds \(archive.chunkCount) chunks, the snapshot was taken over \(snapshot.archivedChunks)")
+        precondition(snapshot.archivedChunks >= frozenChunks, "the snapshot is older than the chunks this attention was made over")
         position = snapshot.position
         sharedChunks = snapshot.sharedChunks
         ringChunk = snapshot.ringChunk

@@ -40,7 +40,8 @@ public struct Answer: Codable, Sendable, Equatable {
     public var tokens: Int
     /// The document chunks the heads selected most while reading the question, best first (`Citation`).
     public var sources: [Citation]
-    /// Seconds to start from the document (the tail run on a session's first open, its state restored after) and run the question (the first answer token's logits).
+    /// Seconds to start from the document (the tail is run on a session's first open, its state restored
+    /// after) and run the question (the first answer token's logits).
     public var openSeconds: Double
     /// Seconds of the whole question: open, answer, citations.
     public var seconds: Double
