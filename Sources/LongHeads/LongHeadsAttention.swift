@@ -37,6 +37,8 @@ public final class LongHeadsAttention: Attention {
     public let selections = SelectionRecorder()
     /// The source of the chunk `ingest` is running, handed to the archive with it.
     private var pendingSource: (chunk: Int, source: ChunkSource)?
+    /// Position of the next token: after the archived chunks at first, then after the last block attended.
+    public private(set) var position: Int
 
     private let pool: ThreadPool
     private let w: Int, H: Int, G: Int, D: Int, L: Int, group: Int
@@ -63,6 +65,19 @@ public final class LongHeadsAttention: Attention {
     private let slab: UnsafeMutablePointer<Float>
     /// Pointers to one layer's summary rows of the chunks of one slab (`ChunkArchive.featureRows`).
     private let slabRows: UnsafeMutablePointer<UnsafePointer<Float>>
+    /// Chunks the archive held when this attention was made. Their summaries do not change while it lives
+    /// (what it archives later, a question's chunks, may be dropped and archived anew), so their filled
+    /// slabs can be kept (`slabCache`).
+    private let frozenChunks: Int
+    /// Filled slabs of frozen chunks, per (layer, first chunk): a decode step scores every candidate chunk
+    /// in every layer, so without them each step (and each question of a session) transposes the same
+    /// summaries again. Within `slabCacheLimitBytes`; slabs past it are filled per call as before.
+    private var slabCache: [Int: (chunks: Int, stride: Int, floats: UnsafeMutablePointer<Float>)] = [:]
+    /// Bytes of filled slabs kept now (`slabCacheLimitBytes`).
+    public private(set) var slabCacheBytes = 0
+    /// Most bytes of filled slabs kept (`slabCache`); 0 fills every slab per call. Scores are the same
+    /// either way (the kept slab holds the floats a fill writes).
+    public var slabCacheLimitBytes = 32 << 20
     /// Per scoring task: the slab rows its query reads ([subs][headDim]) and the scores of one slab.
     private let scoreRows: UnsafeMutablePointer<Int32>
     private let scoreOut: UnsafeMutablePointer<Float>
@@ -90,7 +105,9 @@ public final class LongHeadsAttention: Attention {
     private let featAcc: UnsafeMutablePointer<Float>
 
     /// A LongHeads attention over `archive`, continuing a document of `archive.chunkCount` complete chunks
-    /// (their last chunk is loaded into the recent window; the next token is at `chunkCount · w`).
+    /// (their last chunk is loaded into the recent window; the next token is at `chunkCount · w`). Those
+    /// chunks must stay as they are while the attention lives (their selection slabs are kept); chunks it
+    /// archives later may be dropped and archived anew (`restore`).
     public init(config: ModelConfig, parameters: LongHeadsParameters, archive: ChunkArchive, pool: ThreadPool) throws {
         precondition(parameters.problem == nil, parameters.problem ?? "")
         self.config = config
@@ -141,6 +158,8 @@ public final class LongHeadsAttention: Attention {
         featAcc = .allocate(capacity: H * w * D)
         // Continue after the archived chunks: the last one is the "previous chunk" of the next token.
         let n = archive.chunkCount
+        position = n * w
+        frozenChunks = n
         if n > 0 {
             for l in 0..<L {
                 let dst = ringPage(layer: l, chunk: n - 1)
@@ -156,6 +175,7 @@ public final class LongHeadsAttention: Attention {
         }
         bestChunk.deallocate()
         slabRows.deallocate()
+        for entry in slabCache.values { entry.floats.deallocate() }
         scoreRows.deallocate()
         scoreOut.deallocate()
         selection.deallocate(); selectionCount.deallocate(); requests.deallocate()
@@ -195,6 +215,7 @@ public final class LongHeadsAttention: Attention {
                        q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                        out: UnsafeMutablePointer<Float>) throws {
         precondition(count <= w, "LongHeads takes blocks of at most one chunk (\(w) tokens), got \(count)")
+        position = start + count
         // A block may straddle one chunk boundary: handle each chunk's segment in order.
         var i0 = 0
         while i0 < count {
@@ -496,14 +517,21 @@ public final class LongHeadsAttention: Attention {
         while j0 <= candidates {
             let m = min(slabChunks, candidates - j0 + 1)
             let m8 = (m + 7) / 8 * 8
-            // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
-            try archive.featureRows(layer: l, chunks: j0..<(j0 + m), rowFloats: summary.floatsPerLayer, into: slabRows)
-            for x in 0..<m {
-                // Layer l's part of the summary: key features, then bounds.
-                ranking.fill(slab: slab, stride: stride, column: x, summary: slabRows[x], layer: l)
+            let key = l * (1 << 32) + j0
+            let rows: UnsafePointer<Float>
+            if j0 + m <= frozenChunks, let kept = slabCache[key], kept.chunks == m, kept.stride == stride {
+                rows = UnsafePointer(kept.floats)
+            } else {
+                // Transpose this layer's rows of chunks j0..<j0+m into the slab: slab[row][d][x].
+                try archive.featureRows(layer: l, chunks: j0..<(j0 + m), rowFloats: summary.floatsPerLayer, into: slabRows)
+                for x in 0..<m {
+                    // Layer l's part of the summary: key features, then bounds.
+                    ranking.fill(slab: slab, stride: stride, column: x, summary: slabRows[x], layer: l)
+                }
+                for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
+                rows = UnsafePointer(slab)
+                keepSlab(key: key, chunks: m, stride: stride, floats: rowsPerChunk * D * stride, frozen: j0 + m <= frozenChunks)
             }
-            for r in 0..<rowsPerChunk { for d in 0..<D { for x in m..<m8 { slab[(r * D + d) * stride + x] = 0 } } }
-            let rows = UnsafePointer(slab)
             pool.run(tasks: H * parts) { task in
                 let h = task / parts, part = task % parts
                 for i in (from + part * tokens / parts)..<(from + (part + 1) * tokens / parts) {
@@ -526,6 +554,23 @@ public final class LongHeadsAttention: Attention {
             }
             j0 += m
         }
+    }
+
+    /// Keeps a copy of the slab just filled (`floats` floats: chunks j0..<j0+`chunks` of one layer, at
+    /// `stride`) under `key` when its chunks are `frozen` and it fits `slabCacheLimitBytes`, replacing a slab
+    /// of the same key filled for another chunk count or stride.
+    private func keepSlab(key: Int, chunks: Int, stride: Int, floats: Int, frozen: Bool) {
+        guard frozen else { return }
+        if let old = slabCache.removeValue(forKey: key) {
+            slabCacheBytes -= ranking.rowsPerChunk * D * old.stride * MemoryLayout<Float>.stride
+            old.floats.deallocate()
+        }
+        let bytes = floats * MemoryLayout<Float>.stride
+        guard slabCacheBytes + bytes <= slabCacheLimitBytes else { return }
+        let copy = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+        copy.initialize(from: slab, count: floats)
+        slabCache[key] = (chunks, stride, copy)
+        slabCacheBytes += bytes
     }
 
     /// Key features of the chunk in `page` for every head of layer `l` (LONGHEADS.md "Per-chunk
@@ -565,6 +610,86 @@ public final class LongHeadsAttention: Attention {
             lh_attn_update(vf, Int32(self.D), 1, Int32(self.D), page + self.layout.keys(g), self.chunkK + (l * self.w * self.G + g) * self.D,
                            Int32(self.G * self.D), Int32(self.w), nil, self.scale, &s1, kf, Int32(self.D))
             for d in 0..<self.D { kf[d] /= s1.l }
+        }
+    }
+}
+
+extension LongHeadsAttention {
+    /// What a `LongHeadsAttention` holds of the tokens it has run past its archive: the recent window (the
+    /// ring's two pages per layer: the previous chunk and the partial current one), which chunk each ring slot
+    /// holds, the current chunk's unrotated queries and local-RoPE keys (its key features and bounds are
+    /// computed from them when it completes), the shared chunks and the next position.
+    ///
+    /// `DocumentSession` takes one after a store's tail (the tokens after its last complete chunk) and restores
+    /// it before every question, instead of running the tail through the model again: a restored attention
+    /// holds the same bits as one that ran the tail, so the question's logits are the same bit for bit
+    /// (`LongHeadsSnapshotTests`). Buffers are allocated once, when the snapshot is taken.
+    public final class Snapshot {
+        /// Position of the next token.
+        public let position: Int
+        /// Complete chunks the archive held when the snapshot was taken.
+        public let archivedChunks: Int
+        /// The parameters of the attention it was taken from.
+        public let parameters: LongHeadsParameters
+        let shape: [Int]
+        let sharedChunks: [Int]
+        let ringChunk: [[Int]]
+        /// Current-chunk rows kept per layer (the tokens of the partial chunk).
+        let rows: Int
+        let ring: UnsafeMutableBufferPointer<Float>
+        let chunkQ: UnsafeMutableBufferPointer<Float>
+        let chunkK: UnsafeMutableBufferPointer<Float>
+
+        init(of a: LongHeadsAttention) {
+            position = a.position
+            archivedChunks = a.archive.chunkCount
+            parameters = a.parameters
+            shape = a.shape
+            sharedChunks = a.sharedChunks
+            ringChunk = a.ringChunk
+            // A chunk completed at `position` is in the ring (and archived); the next token starts a new one.
+            rows = a.position % a.w
+            ring = .allocate(capacity: a.L * 2 * a.layout.floatsPerPage)
+            _ = ring.initialize(from: UnsafeBufferPointer(start: a.ring, count: ring.count))
+            chunkQ = .allocate(capacity: a.L * rows * a.H * a.D)
+            chunkK = .allocate(capacity: a.L * rows * a.G * a.D)
+            for l in 0..<a.L {
+                chunkQ.baseAddress!.advanced(by: l * rows * a.H * a.D).initialize(from: a.chunkQ + l * a.w * a.H * a.D, count: rows * a.H * a.D)
+                chunkK.baseAddress!.advanced(by: l * rows * a.G * a.D).initialize(from: a.chunkK + l * a.w * a.G * a.D, count: rows * a.G * a.D)
+            }
+        }
+
+        deinit {
+            ring.deallocate()
+            chunkQ.deallocate()
+            chunkK.deallocate()
+        }
+    }
+
+    /// Geometry a snapshot must match to be restored: layers, chunk size, heads, KV heads, head width.
+    private var shape: [Int] { [L, w, H, G, D] }
+
+    /// The state after the tokens run so far (`Snapshot`), to `restore` later instead of running them again.
+    /// Take it between forward passes (not inside one).
+    public func snapshot() -> Snapshot { Snapshot(of: self) }
+
+    /// Puts this attention back in the state of `snapshot`, taken from this attention or from one of the
+    /// same model and parameters over the same archive. The archive must hold exactly the chunks it held
+    /// then: chunks completed since (by a question or an answer) must have been dropped first
+    /// (`StoreArchive.discardSessionChunks`). Selection observers are kept; shared chunks are the snapshot's.
+    public func restore(_ snapshot: Snapshot) {
+        precondition(snapshot.shape == shape && snapshot.parameters == parameters, "a snapshot of another model or parameters")
+        precondition(archive.chunkCount == snapshot.archivedChunks,
+                     "the archive holds \(archive.chunkCount) chunks, the snapshot was taken over \(snapshot.archivedChunks)")
+        precondition(snapshot.archivedChunks >= frozenChunks, "the snapshot is older than the chunks this attention was made over")
+        position = snapshot.position
+        sharedChunks = snapshot.sharedChunks
+        ringChunk = snapshot.ringChunk
+        ring.update(from: snapshot.ring.baseAddress!, count: snapshot.ring.count)
+        let rows = snapshot.rows
+        for l in 0..<L {
+            (chunkQ + l * w * H * D).update(from: snapshot.chunkQ.baseAddress! + l * rows * H * D, count: rows * H * D)
+            (chunkK + l * w * G * D).update(from: snapshot.chunkK.baseAddress! + l * rows * G * D, count: rows * G * D)
         }
     }
 }

@@ -40,7 +40,8 @@ public struct Answer: Codable, Sendable, Equatable {
     public var tokens: Int
     /// The document chunks the heads selected most while reading the question, best first (`Citation`).
     public var sources: [Citation]
-    /// Seconds to run the store's tail and the question (the first answer token's logits).
+    /// Seconds to start from the document (the tail is run on a session's first open, its state restored
+    /// after) and run the question (the first answer token's logits).
     public var openSeconds: Double
     /// Seconds of the whole question: open, answer, citations.
     public var seconds: Double
@@ -65,8 +66,9 @@ public struct FilterDecision: Codable, Sendable, Equatable {
 /// Opening checks the store once: its header and model fingerprint, every page-table record and feature
 /// CRC (`StoreReader.open`), its description (`StoreInfo.decode`) and layout. The reader, its layer-major
 /// feature copy, the page cache and the archive are then kept; every question starts from the committed
-/// document state (the chunks a previous question and answer completed are dropped, the tail is run
-/// again), so a question asked in a session gets the same answer as asked alone.
+/// document state: the chunks a previous question and answer completed are dropped, and the attention is
+/// put back as the store's tail left it (the tail runs once per session and selection policy,
+/// `LongHeadsAttention.Snapshot`), so a question asked in a session gets the same answer as asked alone.
 public final class DocumentSession {
     /// The pipeline (model, tokenizer, cache budget).
     public let pipeline: DocumentPipeline
@@ -80,6 +82,8 @@ public final class DocumentSession {
     public let archive: StoreArchive
     private var baselines: [String: [Double]] = [:]
     private var chunkTokens: [Int: [Int32]] = [:]
+    /// Per selection policy: the attention questions run on, and its state after the store's tail.
+    private var afterTail: [SelectionPolicy: (attention: LongHeadsAttention, state: LongHeadsAttention.Snapshot)] = [:]
 
     /// Opens the store at `path` for `pipeline`'s model: refuses another model's store (`StoreError`),
     /// a damaged or unfinished one (`PipelineError`). `modelFile`: the model's GGUF, if not `pipeline.model.file`.
@@ -100,11 +104,17 @@ public final class DocumentSession {
     /// Position of the first token after the document (its chunks and its tail).
     public var documentEnd: Int { reader.chunkCount * info.chunkSize + info.tailTokens.count }
 
-    /// Starts from the committed document: runs its tail tokens, then `extra`; returns the question state
-    /// and the logits after the last token. `policy`, when given, replaces the store's selection policy.
+    /// Starts from the committed document: its tail tokens, then `extra`; returns the question state and the
+    /// logits after the last token. `policy`, when given, replaces the store's selection policy.
     /// `question`: `extra` is a question. Under `quest-lexical` the chunk it retrieves (`retrieve`) is then
     /// shared by every head from its first token on, through the answer; `diagnosisChunks` (the oracle of
-    /// `bench niah`) are shared instead, under any policy. `prepare` receives the new attention first.
+    /// `bench niah`) are shared instead, under any policy. `prepare` receives the attention first (with no
+    /// selection observers but those it adds).
+    ///
+    /// The tail runs once per session and policy: the first open runs it (its selections reach the observers
+    /// `prepare` added) and keeps the attention's state after it (`LongHeadsAttention.Snapshot`); later opens
+    /// restore that state and run `extra` only, which gives the same bits. The attention is reused, so the
+    /// returned session is valid until the next `open` (or `ask`, `decide`, …) of this document session.
     public func open(then extra: [Int32], policy: SelectionPolicy? = nil, question: Bool = false, diagnosisChunks: [Int]? = nil,
                      prepare: (LongHeadsAttention) -> Void = { _ in }) throws -> (DocumentPipeline.Session, UnsafeBufferPointer<Float>) {
         let model = pipeline.model
@@ -113,36 +123,62 @@ public final class DocumentSession {
             parameters.policy = policy
             if policy.needsFullSummary && parameters.summary != .full { throw PipelineError.policyNeedsFullSummary(path: path, policy: policy) }
         }
+        let tail = info.tailTokens
+        guard !(tail.isEmpty && extra.isEmpty) else { throw PipelineError.emptyDocument }
         // The previous question's chunks are not the document's: every question starts from the store alone.
         archive.discardSessionChunks()
-        let attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
-        prepare(attention)
-        archive.streaming = true
         defer { archive.streaming = false }
-        let feed = info.tailTokens + extra
-        guard !feed.isEmpty else { throw PipelineError.emptyDocument }
-        // Where the question starts, when it brings retrieved chunks: blocks are cut there.
-        var shared = [Int]()
+        let attention: LongHeadsAttention
+        if extra.isEmpty {
+            // Only the tail's own logits are wanted: run it on an attention of its own (nothing to reuse).
+            attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
+            prepare(attention)
+            archive.streaming = true
+            let logits = try run(tail, on: attention, logits: true)
+            return (DocumentPipeline.Session(info: info, archive: archive, attention: attention, position: attention.position), logits)
+        }
+        if let kept = afterTail[parameters.policy] {
+            attention = kept.attention
+            attention.selections.removeAll()
+            attention.restore(kept.state)
+            prepare(attention)
+            archive.streaming = true
+        } else {
+            attention = try LongHeadsAttention(config: model.config, parameters: parameters, archive: archive, pool: model.pool)
+            prepare(attention)
+            archive.streaming = true
+            _ = try run(tail, on: attention, logits: false)
+            afterTail[parameters.policy] = (attention, attention.snapshot())
+        }
+        // Chunks the question shares from its first token on.
         if question {
             if let diagnosisChunks {
-                shared = diagnosisChunks
+                attention.share(diagnosisChunks)
             } else if parameters.policy == .questLexical {
-                shared = try retrieve(question: extra).map(\.chunk)
+                attention.share(try retrieve(question: extra).map(\.chunk))
             }
         }
-        let switchAt = shared.isEmpty ? feed.count : info.tailTokens.count
-        var pos = reader.chunkCount * info.chunkSize
-        var logits = UnsafeBufferPointer<Float>(start: nil, count: 0)
+        let logits = try run(extra, on: attention, logits: true)
+        return (DocumentPipeline.Session(info: info, archive: archive, attention: attention, position: attention.position), logits)
+    }
+
+    /// Runs `tokens` on `attention` from its position, in blocks that end at chunk boundaries (the tail and
+    /// a question are run separately: as blocks are cut where a question shares retrieved chunks, and a
+    /// token's logits do not depend on the other tokens of its block); `logits`: returns those after the
+    /// last token.
+    private func run(_ tokens: [Int32], on attention: LongHeadsAttention, logits: Bool) throws -> UnsafeBufferPointer<Float> {
+        let w = info.chunkSize
+        var pos = attention.position
+        var out = UnsafeBufferPointer<Float>(start: nil, count: 0)
         var i = 0
-        while i < feed.count {
-            if i == switchAt { attention.share(shared) }
-            // Blocks never cross more than one chunk boundary, nor the start of a question.
-            let n = min(feed.count - i, info.chunkSize - pos % info.chunkSize, i < switchAt ? switchAt - i : .max)
-            logits = try model.forward(feed[i..<(i + n)], start: pos, attention: attention, logits: i + n == feed.count ? .last : .none)
+        while i < tokens.count {
+            let n = min(tokens.count - i, w - pos % w)
+            out = try pipeline.model.forward(tokens[i..<(i + n)], start: pos, attention: attention,
+                                             logits: logits && i + n == tokens.count ? .last : .none)
             pos += n
             i += n
         }
-        return (DocumentPipeline.Session(info: info, archive: archive, attention: attention, position: pos), logits)
+        return out
     }
 
     /// Chunks retrieved for a question (`LexicalRetrieval`), best first: `DocumentPipeline.retrievedChunks`

@@ -30,6 +30,15 @@ public final class MemoryArchive: ChunkArchive, @unchecked Sendable {
         featureRows.append(row)
     }
 
+    /// Forgets chunks `count...` (what `StoreArchive.discardSessionChunks` does to a question's chunks).
+    public func truncate(to count: Int) {
+        precondition(count <= pages.count)
+        featureRows[count...].forEach { $0.deallocate() }
+        featureRows.removeSubrange(count...)
+        pages.removeSubrange(count...)
+        sources.removeSubrange(count...)
+    }
+
     public func withPage<R>(chunk: Int, layer: Int, _ body: (UnsafePointer<Float>) throws -> R) throws -> R {
         reads += 1
         return try pages[chunk][layer].withUnsafeBufferPointer { try body($0.baseAddress!) }
